@@ -1,0 +1,3 @@
+from distillscope.cli import entry
+
+entry()

@@ -1,0 +1,83 @@
+"""The ``distillscope`` command line: a thin layer over the library.
+
+Each capability has one module here exposing ``register(app)``; :func:`main` translates
+every :class:`~distillscope.errors.DistillscopeError` into one readable line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+
+from distillscope import __version__
+from distillscope.cli.common import State, err_console
+from distillscope.errors import DistillscopeError
+
+# One module per capability; each defines ``register(app: typer.Typer) -> None``.
+COMMAND_MODULES = [
+    "distillscope.cli.teacher",
+    "distillscope.cli.watermark",
+    "distillscope.cli.demo",
+]
+
+app = typer.Typer(
+    name="distillscope",
+    help="Detect, stop and prove model distillation: watermarking gateway, traffic forensics, "
+         "distillation and audit.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"distillscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML settings file (merged before flags).",
+                                          envvar="DISTILLSCOPE_CONFIG"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log library messages to stderr."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    ctx.obj = State(config_file=config, verbose=verbose)
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point. Returns the exit code (also used by tests)."""
+    try:
+        app(args=argv, prog_name="distillscope", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except DistillscopeError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+
+
+def entry() -> None:  # pragma: no cover - thin wrapper
+    sys.exit(main())

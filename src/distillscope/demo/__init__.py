@@ -1,0 +1,63 @@
+"""``distillscope demo``: the whole case, act by act, on embedded defaults.
+
+Each capability contributes one *act*: a function ``act(ctx: DemoContext) -> ActResult``.
+Acts run in order and share artifacts (loaded models, the gateway URL, trained students)
+through ``ctx.artifacts``. ``quick=True`` swaps in tiny models for smoke tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from distillscope.progress import Progress, ensure_progress
+from distillscope.settings import Settings
+
+# Act modules, in the order the story is told; each defines ``act(ctx) -> ActResult``.
+ACT_MODULES = [
+    "distillscope.demo.watermark_act",
+]
+
+
+@dataclass
+class DemoContext:
+    settings: Settings
+    workdir: Path
+    quick: bool = False
+    progress: Progress | None = None
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reporter(self) -> Progress:
+        return ensure_progress(self.progress)
+
+
+@dataclass(frozen=True)
+class ActResult:
+    """What one act shows: a titled table plus free-text notes."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    notes: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+
+def load_acts(modules: Sequence[str] = tuple(ACT_MODULES)) -> list[Callable[[DemoContext], ActResult]]:
+    return [importlib.import_module(m).act for m in modules]
+
+
+def run_demo(ctx: DemoContext, on_result: Callable[[ActResult], None] | None = None) -> list[ActResult]:
+    """Run every act in order; ``on_result`` sees each result as soon as it is ready."""
+    results = []
+    for act in load_acts():
+        t0 = time.perf_counter()
+        res = act(ctx)
+        res = ActResult(res.title, res.columns, res.rows, res.notes, time.perf_counter() - t0)
+        results.append(res)
+        if on_result:
+            on_result(res)
+    return results
