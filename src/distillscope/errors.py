@@ -26,11 +26,14 @@ class DistillscopeError(Exception):
     """Base class of every error distillscope raises on purpose.
 
     ``hint`` (optional) says how to fix the problem; it is appended to the message.
+    ``code`` (optional) is a stable machine-readable reason (e.g. ``invalid_api_key``), used as
+    the ``code`` of the gateway's OpenAI-style error body and in the request log.
     """
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, code: str | None = None) -> None:
         self.message = message
         self.hint = hint
+        self.code = code
         super().__init__(f"{message} ({hint})" if hint else message)
 
 
@@ -62,8 +65,8 @@ class RateLimitError(GatewayError):
     """A per-key limit (requests/min, tokens/min, concurrency) was exceeded."""
 
     def __init__(self, message: str, *, retry_after: float = 1.0, headers: dict[str, str] | None = None,
-                 hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
+                 hint: str | None = None, code: str | None = "rate_limit_exceeded") -> None:
+        super().__init__(message, hint=hint, code=code)
         self.retry_after = retry_after
         self.headers = dict(headers or {})
 

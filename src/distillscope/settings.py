@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     watermark_key: SecretStr | None = Field(default=None, description="Watermark secret key (hex).")
     watermark_key_file: Path | None = Field(default=None,
                                             description="File holding the watermark key; default HOME/watermark.key.")
+    watermark_scheme: str = Field(default="kgw",
+                                  description="Watermark scheme applied by the gateway: kgw, kgw-selfhash, gumbel.")
+    watermark_params: dict[str, float | int | bool] = Field(
+        default_factory=dict, description="Scheme parameters, e.g. {gamma: 0.25, delta: 2.0, context_width: 1}.")
     database_url: str | None = Field(default=None,
                                      description="Request-log database URL; default sqlite:///HOME/gateway.sqlite.")
     redis_url: str | None = Field(default=None, description="Redis URL for limits shared across workers.")
