@@ -8,6 +8,7 @@ through ``ctx.artifacts``. ``quick=True`` swaps in tiny models for smoke tests.
 from __future__ import annotations
 
 import importlib
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any, Callable, Sequence
 
 from distillscope.progress import Progress, ensure_progress
 from distillscope.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 # Act modules, in the order the story is told; each defines ``act(ctx) -> ActResult``.
 ACT_MODULES = [
@@ -51,13 +54,24 @@ def load_acts(modules: Sequence[str] = tuple(ACT_MODULES)) -> list[Callable[[Dem
 
 
 def run_demo(ctx: DemoContext, on_result: Callable[[ActResult], None] | None = None) -> list[ActResult]:
-    """Run every act in order; ``on_result`` sees each result as soon as it is ready."""
+    """Run every act in order; ``on_result`` sees each result as soon as it is ready.
+
+    Acts may leave shutdown callables (a running gateway, temp servers) in
+    ``ctx.artifacts["cleanup"]``; they run in reverse order when the demo ends, even on error.
+    """
     results = []
-    for act in load_acts():
-        t0 = time.perf_counter()
-        res = act(ctx)
-        res = ActResult(res.title, res.columns, res.rows, res.notes, time.perf_counter() - t0)
-        results.append(res)
-        if on_result:
-            on_result(res)
+    try:
+        for act in load_acts():
+            t0 = time.perf_counter()
+            res = act(ctx)
+            res = ActResult(res.title, res.columns, res.rows, res.notes, time.perf_counter() - t0)
+            results.append(res)
+            if on_result:
+                on_result(res)
+    finally:
+        for fn in reversed(ctx.artifacts.get("cleanup", [])):
+            try:
+                fn()
+            except Exception:  # cleanup must not hide the demo's own error
+                logger.warning("demo cleanup step failed", exc_info=True)
     return results
