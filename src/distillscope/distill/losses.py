@@ -1,0 +1,133 @@
+"""Knowledge-distillation losses against a teacher's stored top-k log-probabilities.
+
+An API teacher returns, for each generated token, only its ``k`` most likely tokens and their
+log-probabilities. These functions compare the student with that partial distribution over
+``k + 1`` *buckets*: the ``k`` listed tokens plus one *tail* bucket holding the rest of the
+probability mass,
+
+* teacher tail: ``p_tail = 1 - sum(exp(topk_logprobs))`` (floored at ``TAIL_FLOOR``),
+* student tail: ``log q_tail = logsumexp`` of the student's log-probabilities over every token
+  that is *not* in the teacher's top-k.
+
+So both sides are proper distributions over the same buckets and the KL is exact for them.
+
+Conventions shared by every function here:
+
+* ``student_logits``: ``[..., V]`` raw logits at the positions being scored;
+* ``topk_ids``: ``[..., K]`` long, teacher token ids; ``topk_logprobs``: ``[..., K]`` float,
+  teacher log-probabilities (temperature 1). Entries with ``-inf`` log-probability are
+  padding (a position where the teacher listed fewer than ``K`` tokens) and are ignored;
+* ``mask``: ``[...]`` bool, the positions to score (answer tokens that have top-k data);
+* the result is the mean over the masked positions (a 0-d tensor; 0 when nothing is masked).
+
+``temperature`` softens both sides: the student's logits are divided by it before the
+softmax, the teacher's ``k + 1`` buckets are tempered as buckets (``log p / T``, renormalised),
+an approximation forced by the missing tail, and the loss is multiplied by ``T**2`` so its
+gradient scale does not change with ``T`` (Hinton et al., 2015).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+TAIL_FLOOR = 1e-6
+"""Smallest teacher tail mass: keeps ``log p_tail`` finite when the top-k sums to ~1."""
+
+PAD_LOGPROB = -1e4
+"""Log-probability given to padded buckets: ``exp`` is exactly 0 and gradients stay finite."""
+
+
+def bucket_logprobs(student_logits: torch.Tensor, topk_ids: torch.Tensor, topk_logprobs: torch.Tensor,
+                    temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher and student log-probabilities over the ``K + 1`` buckets (top-k, then tail).
+
+    Returns ``(teacher, student)``, each ``[..., K + 1]``; padded top-k entries are
+    ``PAD_LOGPROB`` on both sides so they carry no mass.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    valid = torch.isfinite(topk_logprobs)
+    t_lp = torch.where(valid, topk_logprobs.float(), torch.full_like(topk_logprobs, PAD_LOGPROB, dtype=torch.float))
+    top_mass = t_lp.exp().sum(-1)
+    t_tail = torch.log(torch.clamp(1.0 - top_mass, min=TAIL_FLOOR))
+    teacher = torch.cat([t_lp, t_tail.unsqueeze(-1)], dim=-1)
+    if temperature != 1.0:
+        teacher = torch.log_softmax(teacher / temperature, dim=-1)
+
+    s_lp = torch.log_softmax(student_logits.float() / temperature, dim=-1)
+    ids = torch.where(valid, topk_ids, torch.zeros_like(topk_ids))
+    s_top = s_lp.gather(-1, ids)
+    s_top = torch.where(valid, s_top, torch.full_like(s_top, PAD_LOGPROB))
+    # Student tail: logsumexp over the vocabulary with the (valid) top-k ids knocked out.
+    knocked = torch.zeros_like(s_lp, dtype=torch.bool).scatter(-1, ids, valid)
+    s_tail = torch.logsumexp(s_lp.masked_fill(knocked, -math.inf), dim=-1)
+    student = torch.cat([s_top, s_tail.unsqueeze(-1)], dim=-1)
+    return teacher, student
+
+
+def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """``sum p (log p - log q)`` over the last axis; buckets with ``p = 0`` contribute 0."""
+    p = log_p.exp()
+    diff = torch.where(p > 0, log_p - log_q, torch.zeros_like(log_p))
+    return (p * diff).sum(-1)
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor, temperature: float) -> torch.Tensor:
+    mask = mask.bool()
+    n = mask.sum()
+    if n == 0:
+        return values.sum() * 0.0
+    return values[mask].sum() / n * (temperature ** 2)
+
+
+def _select(mask: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Keep only the masked positions (saves the full-vocabulary work on padding)."""
+    m = mask.bool()
+    return tuple(t[m] for t in tensors)
+
+
+def topk_forward_kl(student_logits: torch.Tensor, topk_ids: torch.Tensor, topk_logprobs: torch.Tensor,
+                    mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Forward KL ``KL(teacher || student)`` over top-k + tail buckets (mass-covering)."""
+    logits, ids, lps = _select(mask, student_logits, topk_ids, topk_logprobs)
+    teacher, student = bucket_logprobs(logits, ids, lps, temperature)
+    return _masked_mean(_kl(teacher, student), torch.ones(teacher.shape[:-1], dtype=torch.bool), temperature)
+
+
+def topk_reverse_kl(student_logits: torch.Tensor, topk_ids: torch.Tensor, topk_logprobs: torch.Tensor,
+                    mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Reverse KL ``KL(student || teacher)`` over top-k + tail buckets (mode-seeking)."""
+    logits, ids, lps = _select(mask, student_logits, topk_ids, topk_logprobs)
+    teacher, student = bucket_logprobs(logits, ids, lps, temperature)
+    return _masked_mean(_kl(student, teacher), torch.ones(teacher.shape[:-1], dtype=torch.bool), temperature)
+
+
+def topk_jsd(student_logits: torch.Tensor, topk_ids: torch.Tensor, topk_logprobs: torch.Tensor,
+             mask: torch.Tensor, temperature: float = 1.0, beta: float = 0.5) -> torch.Tensor:
+    """Generalised Jensen-Shannon divergence over top-k + tail buckets.
+
+    ``JSD_beta = beta * KL(p || m) + (1 - beta) * KL(q || m)`` with ``m = beta p + (1 - beta) q``
+    (``p`` teacher, ``q`` student), the form used by GKD (Agarwal et al., 2024).
+    """
+    if not 0.0 < beta < 1.0:
+        raise ValueError(f"beta must be in (0, 1), got {beta}")
+    logits, ids, lps = _select(mask, student_logits, topk_ids, topk_logprobs)
+    teacher, student = bucket_logprobs(logits, ids, lps, temperature)
+    log_m = torch.logsumexp(torch.stack([teacher + math.log(beta), student + math.log(1 - beta)]), dim=0)
+    values = beta * _kl(teacher, log_m) + (1 - beta) * _kl(student, log_m)
+    return _masked_mean(values, torch.ones(teacher.shape[:-1], dtype=torch.bool), temperature)
+
+
+KD_LOSSES = {"forward": topk_forward_kl, "reverse": topk_reverse_kl, "jsd": topk_jsd}
+"""The KD losses by their ``DistillConfig.kd_loss`` name."""
+
+
+def answer_cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over positions whose label is not ``-100`` (already aligned)."""
+    if (labels != -100).sum() == 0:
+        return student_logits.sum() * 0.0
+    return F.cross_entropy(student_logits.reshape(-1, student_logits.shape[-1]).float(), labels.reshape(-1),
+                           ignore_index=-100)
