@@ -1,0 +1,1 @@
+"""The gateway: OpenAI-compatible server, accounts, keys, limits, enforcement, request log."""

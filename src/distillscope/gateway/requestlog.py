@@ -1,0 +1,261 @@
+"""The request log: one durable row per request, accepted or rejected, and its export.
+
+:meth:`RequestLog.write` commits before it returns (SQLite runs with ``synchronous=FULL``), so
+the gateway can write the row first and acknowledge the request after: a crash loses no
+acknowledged request. The Parquet/JSONL export has exactly the columns of the table (see
+"The request log" in ARCHITECTURE.md); ``params`` is exported as a JSON string.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from distillscope.errors import ConfigError, GatewayError
+from distillscope.gateway.db import as_utc, utcnow
+from distillscope.gateway.tables import request_log as t_log
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMATS = ("parquet", "jsonl")
+EXPORT_CHUNK_ROWS = 5_000
+
+# Arrow schema of the export, in the column order of the table.
+EXPORT_SCHEMA = pa.schema([
+    ("request_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("account_id", pa.string()),
+    ("key_id", pa.string()), ("client_ip", pa.string()), ("user_agent", pa.string()), ("endpoint", pa.string()),
+    ("model", pa.string()), ("params", pa.string()), ("temperature", pa.float64()), ("max_tokens", pa.int64()),
+    ("logprobs", pa.int64()), ("logit_bias", pa.bool_()), ("stream", pa.bool_()), ("prompt", pa.string()),
+    ("completion", pa.string()), ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
+    ("latency_ms", pa.float64()), ("status", pa.int64()), ("error", pa.string()),
+    ("watermark_key_id", pa.string()),
+])
+
+
+@dataclass
+class RequestRecord:
+    """One request as logged. ``params`` holds every sampling parameter as sent."""
+
+    request_id: str
+    ts: datetime
+    endpoint: str
+    status: int
+    account_id: str | None = None
+    key_id: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+    model: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    temperature: float | None = None
+    max_tokens: int | None = None
+    logprobs: int = 0
+    logit_bias: bool = False
+    stream: bool = False
+    prompt: str | None = None
+    completion: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float | None = None
+    error: str | None = None
+    watermark_key_id: str | None = None
+
+
+_COLUMNS = [f.name for f in fields(RequestRecord)]
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    redacted: int
+    deleted: int
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    """Per-account usage over a time range (``account_id`` None: failed authentication)."""
+
+    account_id: str | None
+    requests: int
+    accepted: int
+    rejected: int
+    prompt_tokens: int
+    completion_tokens: int
+    first_ts: datetime | None
+    last_ts: datetime | None
+
+
+def _to_row(record: RequestRecord) -> dict[str, Any]:
+    if not record.request_id or not record.endpoint:
+        raise GatewayError("a request-log record needs a request_id and an endpoint", code="invalid_record")
+    if record.ts is None or record.ts.tzinfo is None:
+        raise GatewayError(f"request-log ts {record.ts!r} must be a timezone-aware datetime",
+                           hint="use datetime.now(timezone.utc)", code="invalid_record")
+    row = {name: getattr(record, name) for name in _COLUMNS}
+    row["ts"] = as_utc(record.ts)  # SQLite stores the wall time only: always store UTC
+    row["params"] = json.dumps(record.params or {}, sort_keys=True, default=str)
+    row["logprobs"] = int(record.logprobs or 0)
+    return row
+
+
+def _from_row(row: Any) -> RequestRecord:
+    values = dict(row._mapping)
+    values["ts"] = as_utc(values["ts"])
+    values["params"] = json.loads(values["params"]) if values["params"] else {}
+    return RequestRecord(**values)
+
+
+def _time_filters(since: datetime | None, until: datetime | None) -> list[Any]:
+    conds = []
+    for bound, op in ((since, "ge"), (until, "lt")):
+        if bound is None:
+            continue
+        if bound.tzinfo is None:
+            raise ConfigError(f"time bound {bound.isoformat()} has no timezone", hint="pass an aware UTC datetime")
+        bound = as_utc(bound)
+        conds.append(t_log.c.ts >= bound if op == "ge" else t_log.c.ts < bound)
+    return conds
+
+
+class RequestLog:
+    """Writes, queries, exports and prunes the ``request_log`` table."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def write(self, record: RequestRecord) -> None:
+        """Insert one row and commit before returning."""
+        row = _to_row(record)
+        with self.engine.begin() as conn:
+            conn.execute(t_log.insert().values(**row))
+
+    def query(self, *, since: datetime | None = None, until: datetime | None = None,
+              account_id: str | None = None, key_id: str | None = None, limit: int | None = 1000
+              ) -> list[RequestRecord]:
+        """Rows in ``[since, until)`` (optionally for one account or key), oldest first."""
+        q = sa.select(t_log).where(*self._filters(since, until, account_id, key_id)) \
+            .order_by(t_log.c.ts, t_log.c.request_id)
+        if limit is not None:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return [_from_row(r) for r in conn.execute(q)]
+
+    def count(self, *, since: datetime | None = None, until: datetime | None = None,
+              account_id: str | None = None, key_id: str | None = None, rejected: bool | None = None) -> int:
+        """Number of rows matching; ``rejected=True`` counts only status >= 400."""
+        conds = self._filters(since, until, account_id, key_id)
+        if rejected is not None:
+            conds.append(t_log.c.status >= 400 if rejected else t_log.c.status < 400)
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(t_log).where(*conds)).scalar_one())
+
+    def usage(self, *, since: datetime | None = None, until: datetime | None = None) -> list[UsageSummary]:
+        """Per-account requests, accepted/rejected counts and token totals, busiest first."""
+        rejected = sa.case((t_log.c.status >= 400, 1), else_=0)
+        q = (sa.select(t_log.c.account_id, sa.func.count().label("requests"), sa.func.sum(rejected).label("rejected"),
+                       sa.func.sum(t_log.c.prompt_tokens).label("pt"), sa.func.sum(t_log.c.completion_tokens).label("ct"),
+                       sa.func.min(t_log.c.ts).label("first"), sa.func.max(t_log.c.ts).label("last"))
+             .where(*_time_filters(since, until)).group_by(t_log.c.account_id)
+             .order_by(sa.func.count().desc(), t_log.c.account_id))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [UsageSummary(account_id=r.account_id, requests=int(r.requests), rejected=int(r.rejected or 0),
+                             accepted=int(r.requests) - int(r.rejected or 0), prompt_tokens=int(r.pt or 0),
+                             completion_tokens=int(r.ct or 0), first_ts=as_utc(r.first), last_ts=as_utc(r.last))
+                for r in rows]
+
+    def export(self, path: str | Path, *, since: datetime | None = None, until: datetime | None = None,
+               format: Literal["parquet", "jsonl"] = "parquet") -> int:
+        """Write rows in ``[since, until)`` to ``path``, streamed in chunks; returns the row count.
+
+        The file appears atomically (written to a temporary file beside it, then renamed).
+        """
+        if format not in EXPORT_FORMATS:
+            raise ConfigError(f"export format {format!r} is not supported", hint="use parquet or jsonl",
+                              code="invalid_format")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            writer = _write_parquet if format == "parquet" else _write_jsonl
+            n = writer(tmp, self._chunks(since, until))
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        log.info("exported %d request-log rows to %s (%s)", n, path, format)
+        return n
+
+    def apply_retention(self, *, redact_prompts_after: timedelta | None = None,
+                        delete_after: timedelta | None = None, now: datetime | None = None) -> RetentionResult:
+        """Null the prompt and completion of rows older than ``redact_prompts_after`` and delete rows
+        older than ``delete_after``. Token counts and metadata of redacted rows stay for analytics."""
+        for name, value in (("redact_prompts_after", redact_prompts_after), ("delete_after", delete_after)):
+            if value is not None and value <= timedelta(0):
+                raise ConfigError(f"{name}={value} must be positive", hint="e.g. 30d")
+        now = as_utc(now) if now is not None else utcnow()
+        redacted = deleted = 0
+        with self.engine.begin() as conn:
+            if delete_after is not None:
+                deleted = conn.execute(t_log.delete().where(t_log.c.ts < now - delete_after)).rowcount
+            if redact_prompts_after is not None:
+                redacted = conn.execute(
+                    t_log.update().where(t_log.c.ts < now - redact_prompts_after,
+                                         sa.or_(t_log.c.prompt.is_not(None), t_log.c.completion.is_not(None)))
+                    .values(prompt=None, completion=None)).rowcount
+        log.info("request-log retention: %d rows redacted, %d deleted", redacted, deleted)
+        return RetentionResult(redacted=int(redacted), deleted=int(deleted))
+
+    # -- internals ---------------------------------------------------------------------------
+    @staticmethod
+    def _filters(since, until, account_id, key_id) -> list[Any]:  # noqa: ANN001
+        conds = _time_filters(since, until)
+        if account_id is not None:
+            conds.append(t_log.c.account_id == account_id)
+        if key_id is not None:
+            conds.append(t_log.c.key_id == key_id)
+        return conds
+
+    def _chunks(self, since: datetime | None, until: datetime | None) -> Iterator[list[dict[str, Any]]]:
+        q = sa.select(*[t_log.c[name] for name in EXPORT_SCHEMA.names]).where(*_time_filters(since, until)) \
+            .order_by(t_log.c.ts, t_log.c.request_id)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=EXPORT_CHUNK_ROWS).execute(q)
+            for part in result.partitions():
+                rows = [dict(r._mapping) for r in part]
+                for r in rows:
+                    r["ts"] = as_utc(r["ts"])
+                yield rows
+
+
+def _write_parquet(path: Path, chunks: Iterator[list[dict[str, Any]]]) -> int:
+    n = 0
+    with pq.ParquetWriter(path, EXPORT_SCHEMA, compression="zstd") as writer:
+        for rows in chunks:
+            writer.write_table(pa.Table.from_pylist(rows, schema=EXPORT_SCHEMA))
+            n += len(rows)
+    return n
+
+
+def _write_jsonl(path: Path, chunks: Iterator[list[dict[str, Any]]]) -> int:
+    n = 0
+    with path.open("w", encoding="utf-8") as fh:
+        for rows in chunks:
+            for r in rows:
+                r["ts"] = r["ts"].isoformat()
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+            n += len(rows)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return n
