@@ -77,3 +77,41 @@ def redis_url():
     """The real Redis server, with a private key prefix per test."""
     require_service("Redis", 6379)
     return "redis://127.0.0.1:6379/0"
+
+
+# --- tiny and bundled models (owned by the teacher runtime; see docs/teacher.md) -------------------------
+
+@pytest.fixture(scope="session")
+def model_settings(model_cache, tmp_path_factory):
+    """Settings pointing at the session's model cache, for session-scoped model fixtures."""
+    from distillscope.settings import load_settings
+
+    return load_settings(home=tmp_path_factory.mktemp("model-home"), model_cache=model_cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(model_settings):
+    """``load_model("tiny")``: random-init 2-layer Llama with the smollm2 tokenizer, float32, CPU.
+
+    Shared by the whole session: do not modify its weights (copy.deepcopy(tiny_loaded.model) first).
+    """
+    from distillscope.teacher import load_model
+
+    return load_model("tiny", settings=model_settings, dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_loaded):
+    """The smollm2 tokenizer (with its chat template), as used by the tiny models."""
+    return tiny_loaded.tokenizer
+
+
+@pytest.fixture(scope="session")
+def teacher_loaded(model_settings):
+    """The real bundled teacher (SmolLM2-135M-Instruct, bfloat16); converted once per session (~20 s).
+
+    Tests using it should be marked ``@pytest.mark.slow`` and ``@pytest.mark.teacher``.
+    """
+    from distillscope.teacher import load_model
+
+    return load_model("smollm2", settings=model_settings, dtype="bfloat16")
