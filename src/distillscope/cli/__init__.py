@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "distillscope.cli.teacher",
     "distillscope.cli.watermark",
     "distillscope.cli.demo",
+    "distillscope.cli.gateway_admin",
 ]
 
 app = typer.Typer(

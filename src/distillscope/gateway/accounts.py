@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import secrets
+import string
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
@@ -37,6 +38,8 @@ KEY_PREFIX = "ds"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _KEY_ID_RE = re.compile(r"^[0-9a-f]{12}$")
 _DUMMY_SALT = bytes(16)
+_SECRET_ALPHABET = string.ascii_letters + string.digits
+_SECRET_LEN = 43  # 43 base-62 characters ≈ 256 bits
 
 
 class KeyState(str, Enum):
@@ -386,7 +389,8 @@ def _target_ids(conn: Connection, target: str) -> list[str]:
 
 
 def _insert_key(conn: Connection, account_id: str) -> tuple[str, KeyInfo]:
-    key_id, secret, salt = secrets.token_hex(6), secrets.token_urlsafe(32), secrets.token_bytes(16)
+    key_id, salt = secrets.token_hex(6), secrets.token_bytes(16)
+    secret = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(_SECRET_LEN))
     now = utcnow()
     conn.execute(t_keys.insert().values(key_id=key_id, account_id=account_id, salt=salt.hex(),
                                         key_hash=hash_secret(secret, salt), state=KeyState.ACTIVE.value,

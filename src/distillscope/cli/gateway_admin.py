@@ -1,0 +1,271 @@
+"""``distillscope accounts …`` and ``distillscope logs …``: the gateway's accounts and request log."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from distillscope.cli.common import console, err_console, print_table, state
+from distillscope.errors import ConfigError
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_UNLIMITED = ("none", "unlimited", "off")
+
+
+def parse_duration(text: str, *, option: str) -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` → timedelta."""
+    m = _DURATION_RE.match(text or "")
+    if not m:
+        raise ConfigError(f"{option} {text!r} is not a duration", hint="use a number and a unit, e.g. 30d, 12h, 90m")
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def parse_time(text: str | None, *, option: str) -> datetime | None:
+    """An ISO date/time (UTC unless it says otherwise) or a duration ago (``7d``)."""
+    if text is None:
+        return None
+    if _DURATION_RE.match(text):
+        return datetime.now(timezone.utc) - parse_duration(text, option=option)
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{option} {text!r} is neither a date/time nor a duration",
+                          hint="use e.g. 2026-01-31, 2026-01-31T12:00:00Z or 7d") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _limit_value(text: str | None, option: str) -> object:
+    """An int, None for 'none' (unlimited), or Ellipsis when the option was not given."""
+    if text is None:
+        return ...
+    if text.strip().lower() in _UNLIMITED:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{option} {text!r} is not a whole number", hint="use e.g. 60, or 'none' for no limit") \
+            from None
+
+
+def _store(ctx: typer.Context):
+    from distillscope.gateway.accounts import AccountStore
+    from distillscope.gateway.db import make_engine, upgrade_database
+
+    engine = make_engine(state(ctx).settings().resolved_database_url)
+    upgrade_database(engine)
+    return engine, AccountStore(engine)
+
+
+def _fmt(limit: int | None) -> str:
+    return "unlimited" if limit is None else str(limit)
+
+
+def _show_key_once(plaintext: str, key_id: str) -> None:
+    err_console.print(f"API key {key_id} created. It is shown only now; store it safely:")
+    typer.echo(plaintext)
+
+
+RPM = typer.Option(None, "--rpm", help="Requests per minute ('none' = unlimited).")
+TPM = typer.Option(None, "--tpm", help="Tokens per minute ('none' = unlimited).")
+CONC = typer.Option(None, "--concurrency", help="Concurrent requests ('none' = unlimited).")
+FACTOR = typer.Option(None, "--throttle-factor", help="Limit multiplier while throttled, in (0, 1].")
+
+
+def _limits_from(base, rpm, tpm, conc, factor):  # noqa: ANN001, ANN202
+    from dataclasses import replace
+
+    changes = {k: v for k, v in (("rpm", _limit_value(rpm, "--rpm")), ("tpm", _limit_value(tpm, "--tpm")),
+                                 ("max_concurrent", _limit_value(conc, "--concurrency"))) if v is not ...}
+    if factor is not None:
+        changes["throttle_factor"] = factor
+    return replace(base, **changes), bool(changes)
+
+
+def _register_accounts(accounts: typer.Typer) -> None:
+    @accounts.command("create")
+    def create(ctx: typer.Context, name: str = typer.Argument(..., help="Account name (unique)."),
+               rpm: Optional[str] = RPM, tpm: Optional[str] = TPM, concurrency: Optional[str] = CONC,
+               throttle_factor: Optional[float] = FACTOR,
+               key: bool = typer.Option(True, "--key/--no-key", help="Also create a first API key.")) -> None:
+        """Create an account (and its first API key, printed once)."""
+        from distillscope.gateway.accounts import Limits
+
+        _, store = _store(ctx)
+        limits, _ = _limits_from(Limits(), rpm, tpm, concurrency, throttle_factor)
+        info = store.create_account(name, limits=limits, actor="cli")
+        err_console.print(f"account {info.account_id} ({info.name}) created: rpm={_fmt(limits.rpm)} "
+                          f"tpm={_fmt(limits.tpm)} concurrency={_fmt(limits.max_concurrent)}")
+        if key:
+            plaintext, k = store.create_key(info.account_id, actor="cli")
+            _show_key_once(plaintext, k.key_id)
+
+    @accounts.command("add-key")
+    def add_key(ctx: typer.Context, account: str = typer.Argument(..., help="Account id or name.")) -> None:
+        """Create another API key for an account (printed once)."""
+        _, store = _store(ctx)
+        plaintext, k = store.create_key(account, actor="cli")
+        _show_key_once(plaintext, k.key_id)
+
+    @accounts.command("list")
+    def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON lines.")) -> None:
+        """List accounts with their state, limits and number of active keys."""
+        _, store = _store(ctx)
+        rows = store.list_accounts()
+        if as_json:
+            for a in rows:
+                typer.echo(json.dumps(_account_json(a)))
+            return
+        print_table("accounts", ["id", "name", "state", "rpm", "tpm", "concurrency", "keys (active/all)"],
+                    [[a.account_id, a.name, a.state.value, _fmt(a.limits.rpm), _fmt(a.limits.tpm),
+                      _fmt(a.limits.max_concurrent),
+                      f"{sum(k.state.value != 'revoked' for k in a.keys)}/{len(a.keys)}"] for a in rows])
+
+    @accounts.command("show")
+    def show(ctx: typer.Context, account: str = typer.Argument(..., help="Account id or name."),
+             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+        """Show one account, its keys and its recent audit entries."""
+        _, store = _store(ctx)
+        a = store.get_account(account)
+        if as_json:
+            typer.echo(json.dumps(_account_json(a)))
+            return
+        console.print(f"[bold]{a.name}[/] {a.account_id}  state={a.state.value}  rpm={_fmt(a.limits.rpm)} "
+                      f"tpm={_fmt(a.limits.tpm)} concurrency={_fmt(a.limits.max_concurrent)} "
+                      f"throttle_factor={a.limits.throttle_factor}", highlight=False)
+        print_table("keys", ["key id", "shown as", "state", "created", "revoked"],
+                    [[k.key_id, k.display, k.state.value, k.created_at.isoformat(timespec="seconds"),
+                      k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else ""] for k in a.keys])
+        _print_audit(store.audit_log(target=a.account_id, limit=20))
+
+    @accounts.command("limits")
+    def limits(ctx: typer.Context, account: str = typer.Argument(..., help="Account id or name."),
+               rpm: Optional[str] = RPM, tpm: Optional[str] = TPM, concurrency: Optional[str] = CONC,
+               throttle_factor: Optional[float] = FACTOR) -> None:
+        """Show or change an account's per-key limits."""
+        _, store = _store(ctx)
+        a = store.get_account(account)
+        new, changed = _limits_from(a.limits, rpm, tpm, concurrency, throttle_factor)
+        if changed:
+            store.set_limits(a.account_id, new, actor="cli")
+        console.print(f"{a.name} ({a.account_id}): rpm={_fmt(new.rpm)} tpm={_fmt(new.tpm)} "
+                      f"concurrency={_fmt(new.max_concurrent)} throttle_factor={new.throttle_factor}"
+                      + ("" if changed else "  (unchanged)"), highlight=False)
+
+    for verb, target_state, doc in (
+            ("throttle", "throttled", "Throttle an account or key: its limits × throttle factor."),
+            ("suspend", "suspended", "Suspend an account or key: requests fail until reactivated."),
+            ("revoke", "revoked", "Revoke an account or key for good; it fails on its next request."),
+            ("activate", "active", "Reactivate a throttled or suspended account or key.")):
+        _register_state_command(accounts, verb, target_state, doc)
+
+    @accounts.command("rotate")
+    def rotate(ctx: typer.Context, key_id: str = typer.Argument(..., help="Key id to replace.")) -> None:
+        """Replace an API key: a new key is printed once, the old one is revoked."""
+        _, store = _store(ctx)
+        plaintext, k = store.rotate_key(key_id, actor="cli")
+        err_console.print(f"key {key_id} revoked; replaced by {k.key_id}")
+        _show_key_once(plaintext, k.key_id)
+
+    @accounts.command("audit")
+    def audit(ctx: typer.Context,
+              target: Optional[str] = typer.Argument(None, help="Account id/name or key id (default: all)."),
+              limit: int = typer.Option(50, "--limit", min=1, help="Newest entries to show.")) -> None:
+        """Show the enforcement audit log: every state change with reason, actor and time."""
+        _, store = _store(ctx)
+        _print_audit(store.audit_log(target=target, limit=limit))
+
+
+def _register_state_command(accounts: typer.Typer, verb: str, target_state: str, doc: str) -> None:
+    def command(ctx: typer.Context,
+                target: str = typer.Argument(..., help="Account id or name; a key id with --key."),
+                key: bool = typer.Option(False, "--key", help="TARGET is an API key id, not an account."),
+                reason: str = typer.Option(..., "--reason", help="Why (recorded in the audit log).")) -> None:
+        _, store = _store(ctx)
+        if key:
+            store.set_key_state(target, target_state, reason=reason, actor="cli")
+        else:
+            store.set_account_state(target, target_state, reason=reason, actor="cli")
+        console.print(f"{'key' if key else 'account'} {target} is now {target_state}", highlight=False)
+
+    command.__doc__ = doc
+    accounts.command(verb)(command)
+
+
+def _account_json(a) -> dict:  # noqa: ANN001
+    return {"account_id": a.account_id, "name": a.name, "state": a.state.value,
+            "limits": {"rpm": a.limits.rpm, "tpm": a.limits.tpm, "max_concurrent": a.limits.max_concurrent,
+                       "throttle_factor": a.limits.throttle_factor},
+            "created_at": a.created_at.isoformat(),
+            "keys": [{"key_id": k.key_id, "state": k.state.value, "created_at": k.created_at.isoformat()}
+                     for k in a.keys]}
+
+
+def _print_audit(entries) -> None:  # noqa: ANN001
+    print_table("audit", ["time", "target", "action", "from", "to", "actor", "reason"],
+                [[e.ts.isoformat(timespec="seconds"), f"{e.target_kind} {e.target_id}", e.action,
+                  e.old_state.value if e.old_state else "", e.new_state.value if e.new_state else "", e.actor,
+                  e.reason] for e in entries])
+
+
+def _register_logs(logs: typer.Typer) -> None:
+    @logs.command("export")
+    def export(ctx: typer.Context, out: Path = typer.Argument(..., help="Output file (.parquet or .jsonl)."),
+               since: Optional[str] = typer.Option(None, "--since", help="Start: ISO date/time or '7d' ago."),
+               until: Optional[str] = typer.Option(None, "--until", help="End (exclusive): ISO date/time or '1d' ago."),
+               fmt: Optional[str] = typer.Option(None, "--format", help="parquet or jsonl (default: from the suffix).")
+               ) -> None:
+        """Export the request log for analytics (streamed, written atomically)."""
+        from distillscope.gateway.requestlog import RequestLog
+
+        engine, _ = _store(ctx)
+        fmt = fmt or ("jsonl" if out.suffix.lower() in (".jsonl", ".json") else "parquet")
+        n = RequestLog(engine).export(out, since=parse_time(since, option="--since"),
+                                      until=parse_time(until, option="--until"), format=fmt)
+        console.print(f"exported {n} requests to {out} ({fmt})", highlight=False)
+
+    @logs.command("prune")
+    def prune(ctx: typer.Context,
+              redact_prompts_after: Optional[str] = typer.Option(
+                  None, "--redact-prompts-after", help="Drop prompt and completion text older than this, e.g. 30d."),
+              delete_after: Optional[str] = typer.Option(None, "--delete-after",
+                                                         help="Delete rows older than this, e.g. 365d.")) -> None:
+        """Apply retention: redact old prompt text and delete old rows."""
+        from distillscope.gateway.requestlog import RequestLog
+
+        if redact_prompts_after is None and delete_after is None:
+            raise ConfigError("nothing to prune", hint="pass --redact-prompts-after and/or --delete-after, e.g. 30d")
+        engine, _ = _store(ctx)
+        res = RequestLog(engine).apply_retention(
+            redact_prompts_after=parse_duration(redact_prompts_after, option="--redact-prompts-after")
+            if redact_prompts_after else None,
+            delete_after=parse_duration(delete_after, option="--delete-after") if delete_after else None)
+        console.print(f"redacted {res.redacted} requests, deleted {res.deleted}", highlight=False)
+
+    @logs.command("usage")
+    def usage(ctx: typer.Context,
+              since: Optional[str] = typer.Option(None, "--since", help="Start: ISO date/time or '1d' ago.")) -> None:
+        """Per-account requests, rejections and tokens from the request log."""
+        from distillscope.gateway.requestlog import RequestLog
+
+        engine, store = _store(ctx)
+        names = {a.account_id: a.name for a in store.list_accounts()}
+        rows = RequestLog(engine).usage(since=parse_time(since, option="--since"))
+        print_table("usage", ["account", "name", "requests", "accepted", "rejected", "prompt tokens",
+                              "completion tokens"],
+                    [[u.account_id or "(failed auth)", names.get(u.account_id, ""), u.requests, u.accepted,
+                      u.rejected, u.prompt_tokens, u.completion_tokens] for u in rows])
+
+
+def register(app: typer.Typer) -> None:
+    accounts = typer.Typer(help="Gateway accounts, API keys, limits and enforcement states.", no_args_is_help=True)
+    logs = typer.Typer(help="The gateway's request log: export, retention, usage.", no_args_is_help=True)
+    _register_accounts(accounts)
+    _register_logs(logs)
+    app.add_typer(accounts, name="accounts")
+    app.add_typer(logs, name="logs")
