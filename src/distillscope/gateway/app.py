@@ -1,0 +1,107 @@
+"""The app factory: ``create_app(settings, ...)`` mounts the routers and owns one lifespan.
+
+The lifespan migrates the database, loads the backend (the watermarked local teacher by
+default, the upstream in proxy mode) and starts it; the routers share a
+:class:`~distillscope.gateway.state.GatewayState`. ``app_from_env`` is the factory uvicorn
+imports when ``distillscope serve --workers N`` runs several worker processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Sequence
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from distillscope import __version__
+from distillscope.gateway import admin as admin_api
+from distillscope.gateway import ops_api, openai_api
+from distillscope.gateway.accounts import AccountStore
+from distillscope.gateway.backends import LocalBackend, make_backend
+from distillscope.gateway.db import make_engine, upgrade_database
+from distillscope.gateway.errors_http import install_error_handlers
+from distillscope.gateway.limits import make_rate_limiter
+from distillscope.gateway.metrics import GatewayMetrics
+from distillscope.gateway.recording import new_request_id
+from distillscope.gateway.requestlog import RequestLog
+from distillscope.gateway.state import GatewayConfig, GatewayState
+from distillscope.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+
+class RequestIdMiddleware:
+    """Stamps every HTTP request with an id and its arrival time (pure ASGI: no per-request task)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            state = scope.setdefault("state", {})
+            state["request_id"] = new_request_id()
+            state["t0"] = time.perf_counter()
+        await self.app(scope, receive, send)
+
+
+def _lifespan(own_engine: bool):
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state: GatewayState = app.state.gateway
+        await run_in_threadpool(upgrade_database, state.engine)
+        if state.backend is None:
+            state.backend = await run_in_threadpool(make_backend, state.settings, state.config.batching)
+        if isinstance(state.backend, LocalBackend):
+            state.backend.batcher.on_batch = state.metrics.batch_size.observe
+        if not state.backend.info.watermarked:
+            logger.warning("the gateway serves UNWATERMARKED outputs (%s backend)", state.backend.info.kind)
+        await state.backend.start()
+        state.ready = True
+        logger.info("gateway ready: %s backend, models %s, watermark %s", state.backend.info.kind,
+                    ", ".join(state.backend.info.model_ids) or "(any)",
+                    state.backend.info.watermark.get("key_id") or "off")
+        try:
+            yield
+        finally:
+            state.ready = False
+            await state.backend.close()
+            if own_engine:
+                state.engine.dispose()
+
+    return lifespan
+
+
+def create_app(settings: Settings, *, backend: Any = None, guards: Sequence[Any] = (), engine: Any = None,
+               config: GatewayConfig | None = None) -> FastAPI:
+    """The gateway as an ASGI app.
+
+    ``backend``: a ready :class:`~distillscope.gateway.generation.Backend`; default from the
+    settings (proxy if ``upstream_url`` is set, else the local teacher), loaded in the lifespan.
+    ``guards``: request guards that see every logged row (see ``enforcement.RequestGuard``).
+    ``engine``: a SQLAlchemy engine to share (default: ``settings.resolved_database_url``).
+    """
+    own_engine = engine is None
+    engine = engine if engine is not None else make_engine(settings.resolved_database_url)
+    store = AccountStore(engine)
+    request_log = RequestLog(engine)
+    state = GatewayState(settings=settings, config=config or GatewayConfig(), engine=engine, store=store,
+                         request_log=request_log, limiter=make_rate_limiter(settings, engine), backend=backend,
+                         metrics=GatewayMetrics(), guards=tuple(guards))
+    app = FastAPI(title="distillscope gateway", version=__version__, lifespan=_lifespan(own_engine),
+                  description="OpenAI-compatible gateway with accounts, limits, request log and watermark.")
+    app.state.gateway = state
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    app.include_router(openai_api.router)
+    app.include_router(ops_api.router)
+    app.include_router(admin_api.admin_router(store, request_log, settings.admin_token))
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory distillscope.gateway.app:app_from_env`` (settings from the env)."""
+    return create_app(load_settings(), config=GatewayConfig.from_env())

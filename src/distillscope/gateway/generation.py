@@ -1,0 +1,118 @@
+"""What the router hands a backend and what it gets back; the ``Backend`` protocol.
+
+A backend serves one validated request (:class:`Call`) either whole (:meth:`Backend.complete`,
+returning a :class:`Reply`) or as a stream of OpenAI chunk dicts ending with a
+:class:`Reply` whose ``body`` is ``None`` (:meth:`Backend.stream`). Backends that generate
+text themselves (the local teacher, the stub) derive from :class:`GeneratingBackend` and only
+implement :meth:`GeneratingBackend.generate`; the proxy forwards bodies as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Literal, Protocol, Union, runtime_checkable
+
+from distillscope.gateway.schemas import ChatCompletionRequest
+
+Prompt = Union[str, tuple[dict[str, str], ...]]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One validated request, as the router hands it to a backend."""
+
+    endpoint: Literal["chat", "completions"]
+    request: Any  # ChatCompletionRequest | CompletionRequest
+    request_id: str
+    created: int
+    model: str
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token_id: int
+    token: str
+    logprob: float
+    top: tuple["TokenLogprob", ...] = ()
+
+
+@dataclass(frozen=True)
+class GeneratedChoice:
+    """One completion. ``pieces`` are the streamed text pieces (one per token; they join to ``text``)."""
+
+    text: str
+    finish_reason: str
+    completion_tokens: int
+    logprobs: tuple[TokenLogprob, ...] | None
+    pieces: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt, ``n`` samples, with OpenAI sampling semantics (temperature 0 = greedy)."""
+
+    prompt: Prompt
+    n: int = 1
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int | None = None   # None: the backend's default; 0: off
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    logprobs: int = 0          # top alternatives per token (0..20)
+    want_logprobs: bool = False  # return the chosen tokens' log-probs (even with logprobs=0)
+
+
+@dataclass(frozen=True)
+class GenerationOutput:
+    choices: tuple[GeneratedChoice, ...]
+    prompt_tokens: int
+    prompt_text: str = ""
+    watermark_key_id: str | None = None
+    system_fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A served request: the body (``None`` at the end of a stream) and what the log needs."""
+
+    body: dict[str, Any] | None
+    prompt_tokens: int
+    completion_tokens: int
+    completion_text: str
+    watermark_key_id: str | None = None
+    status: int = 200
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What ``/v1/models`` and ``/healthz`` say about a backend."""
+
+    kind: str                       # "local" | "stub" | "proxy"
+    model_ids: tuple[str, ...]      # empty: any model name is passed on (proxy without model list)
+    watermarked: bool
+    watermark: dict[str, Any] = field(default_factory=dict)  # scheme config incl. key_id, never the key
+    warning: str | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    info: BackendInfo
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def complete(self, call: Call) -> Reply: ...
+    def stream(self, call: Call) -> AsyncIterator[dict[str, Any] | Reply]: ...
+
+
+def generation_request(call: Call, prompt: Prompt) -> GenerationRequest:
+    req = call.request
+    return GenerationRequest(
+        prompt=prompt, n=req.n, max_tokens=call.max_tokens,
+        temperature=1.0 if req.temperature is None else req.temperature,
+        top_p=1.0 if req.top_p is None else req.top_p,
+        top_k=None if req.top_k is None else max(0, req.top_k), seed=req.seed, stop=req.stop_list(),
+        logprobs=req.top_k_logprobs(),
+        want_logprobs=bool(req.logprobs) if isinstance(req, ChatCompletionRequest) else req.logprobs is not None,
+    )

@@ -1,0 +1,222 @@
+"""The OpenAI-compatible API: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``.
+
+Every request is authenticated (a dependency, before the body is looked at), checked against
+the gateway's caps, admitted by the per-key rate limiter, served by the backend, and logged:
+the request-log row is committed before the response is returned, and for streams before the
+final ``data: [DONE]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter, Depends, Request, Security
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from distillscope.errors import AuthError, GatewayError
+from distillscope.gateway import recording
+from distillscope.gateway.accounts import parse_api_key
+from distillscope.gateway.generation import Call, Reply
+from distillscope.gateway.responses import sse
+from distillscope.gateway.schemas import ChatCompletionRequest, CompletionRequest
+from distillscope.gateway.state import GatewayState, get_state
+
+logger = logging.getLogger(__name__)
+
+bearer = HTTPBearer(auto_error=False, description="An API key issued by `distillscope accounts`.")
+
+
+async def authenticate_request(request: Request) -> Any:
+    """Authenticate from the ``Authorization: Bearer`` header; the principal lands in the context."""
+    ctx = recording.context(request)
+    header = request.headers.get("authorization") or ""
+    scheme, _, token = header.partition(" ")
+    api_key = token.strip() if scheme.lower() == "bearer" else ""
+    try:
+        ctx.principal = await run_in_threadpool(get_state(request).store.authenticate, api_key or None)
+    except AuthError as exc:
+        ctx.auth_error = exc.code
+        if exc.code and exc.code.endswith(("_revoked", "_suspended")):
+            parsed = parse_api_key(api_key)
+            ctx.key_id_hint = parsed[0] if parsed else None
+        raise
+    return ctx.principal
+
+
+async def principal(request: Request,
+                    _credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> Any:
+    return await authenticate_request(request)
+
+
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(principal)])
+
+
+def _check(state: GatewayState, body: Any, endpoint: str) -> int:
+    """Caps and model; returns the resolved ``max_tokens``."""
+    cfg, backend = state.config, state.backend
+    if backend is None or not state.ready:
+        raise GatewayError("the model is still loading", hint="retry in a few seconds", code="backend_not_ready")
+    if backend.info.model_ids and body.model not in backend.info.model_ids:
+        raise GatewayError(f"the model {body.model!r} does not exist",
+                           hint=f"use one of: {', '.join(backend.info.model_ids)} (see /v1/models)",
+                           code="model_not_found")
+    requested = body.requested_max_tokens()
+    if requested is not None and requested > cfg.max_tokens_cap:
+        raise GatewayError(f"max_tokens={requested} is more than this gateway allows ({cfg.max_tokens_cap})",
+                           hint=f"ask for at most {cfg.max_tokens_cap} tokens", code="max_tokens_too_large")
+    n_prompts = len(body.prompts()) if endpoint == "completions" else 1
+    if body.n * n_prompts > cfg.max_choices:
+        raise GatewayError(f"n={body.n} for {n_prompts} prompt(s) asks for more than {cfg.max_choices} choices",
+                           hint="lower n or send fewer prompts per request", code="too_many_choices")
+    if body.prompt_chars() > cfg.max_prompt_chars:
+        raise GatewayError(f"the prompt has {body.prompt_chars()} characters, more than {cfg.max_prompt_chars}",
+                           hint="shorten the prompt", code="prompt_too_long")
+    if backend.info.kind != "proxy":
+        _check_local_only(body)
+    return requested if requested is not None else min(cfg.default_max_tokens, cfg.max_tokens_cap)
+
+
+def _check_local_only(body: Any) -> None:
+    unsupported = None
+    if body.logit_bias:
+        unsupported = "logit_bias"
+    elif getattr(body, "suffix", None):
+        unsupported = "suffix"
+    elif (getattr(body, "best_of", None) or body.n) > body.n:
+        unsupported = "best_of"
+    if unsupported:
+        raise GatewayError(f"{unsupported} is not supported by the local teacher",
+                           hint=f"remove {unsupported} from the request", code="unsupported_parameter")
+
+
+async def _serve(request: Request, endpoint: str, body: Any) -> Any:
+    state = get_state(request)
+    ctx = recording.context(request)
+    ctx.body = body
+    max_tokens = _check(state, body, endpoint)
+    n_prompts = len(body.prompts()) if endpoint == "completions" else 1
+    est_tokens = body.prompt_chars() // 4 + max_tokens * body.n * n_prompts
+    lease = await run_in_threadpool(state.limiter.acquire, ctx.principal, est_tokens=est_tokens)
+    call = Call(endpoint=endpoint, request=body, request_id=ctx.request_id, created=int(time.time()),
+                model=body.model, max_tokens=max_tokens)
+    headers = {**lease.headers, "x-request-id": ctx.request_id}
+    state.metrics.in_flight.inc()
+    try:
+        if body.stream:
+            return await _stream(state, ctx, call, lease, headers)
+        reply = await state.backend.complete(call)
+        await _finish(state, ctx, reply)
+        status = reply.status
+        return JSONResponse(reply.body, status_code=status, headers=headers)
+    finally:
+        state.metrics.in_flight.dec()
+        if not body.stream:
+            await run_in_threadpool(lease.release, ctx.extra.get("tokens", 0))
+
+
+async def _finish(state: GatewayState, ctx: recording.RequestContext, reply: Reply) -> None:
+    error = None
+    if reply.status >= 400 and reply.body:
+        error = str((reply.body.get("error") or {}).get("code") or "upstream_error")
+    await recording.record(state, ctx, reply.status, error=error, reply=reply)
+    ctx.extra["tokens"] = reply.prompt_tokens + reply.completion_tokens
+
+
+async def _stream(state: GatewayState, ctx: recording.RequestContext, call: Call, lease: Any,
+                  headers: dict[str, str]) -> Any:
+    events = state.backend.stream(call).__aiter__()
+    try:
+        first = await events.__anext__()
+    except BaseException:
+        await run_in_threadpool(lease.release, 0)
+        raise
+    if isinstance(first, Reply):  # the backend refused before streaming (e.g. an upstream 4xx)
+        await _finish(state, ctx, first)
+        await run_in_threadpool(lease.release, 0)
+        return JSONResponse(first.body, status_code=first.status, headers=headers)
+    return StreamingResponse(_sse_events(state, ctx, first, events, lease), media_type="text/event-stream",
+                             headers={**headers, "cache-control": "no-cache"})
+
+
+async def _sse_events(state: GatewayState, ctx: recording.RequestContext, first: dict[str, Any],
+                      events: AsyncIterator[Any], lease: Any) -> AsyncIterator[bytes]:
+    tokens = 0
+    try:
+        yield sse(first)
+        async for item in events:
+            if isinstance(item, Reply):
+                await _finish(state, ctx, item)  # durable before [DONE]
+                tokens = item.prompt_tokens + item.completion_tokens
+                yield sse("[DONE]")
+                return
+            yield sse(item)
+        raise GatewayError("the backend ended the stream without a summary", code="stream_incomplete")
+    except (asyncio.CancelledError, GeneratorExit):
+        if not ctx.logged:  # client went away: the row is still written
+            asyncio.get_running_loop().create_task(
+                recording.record(state, ctx, 499, error="client_disconnected"))
+        raise
+    except Exception as exc:
+        code = getattr(exc, "code", None) or "internal_error"
+        logger.error("request %s: stream failed (%s)", ctx.request_id, code, exc_info=not getattr(exc, "code", None))
+        if not ctx.logged:
+            try:
+                await recording.record(state, ctx, 502 if code == "upstream_unavailable" else 500, error=code)
+            except Exception:
+                logger.error("request %s: the failed stream could not be logged", ctx.request_id)
+        yield sse({"error": {"message": f"the stream failed ({code}); request id {ctx.request_id}",
+                             "type": "api_error", "param": None, "code": code}})
+    finally:
+        await run_in_threadpool(lease.release, tokens)
+
+
+@router.post("/chat/completions", summary="Create a chat completion (OpenAI-compatible).")
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+    return await _serve(request, "chat", body)
+
+
+@router.post("/completions", summary="Create a text completion (OpenAI-compatible, legacy).")
+async def completions(body: CompletionRequest, request: Request) -> Any:
+    return await _serve(request, "completions", body)
+
+
+def _card(state: GatewayState, model_id: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": "distillscope",
+            "distillscope": _meta(state)}
+
+
+def _meta(state: GatewayState) -> dict[str, Any]:
+    info = state.backend.info
+    return {"backend": info.kind, "watermarked": info.watermarked, "watermark": info.watermark,
+            "warning": info.warning}
+
+
+async def _log_ok(request: Request) -> dict[str, str]:
+    ctx = recording.context(request)
+    await recording.record(get_state(request), ctx, 200)
+    return {"x-request-id": ctx.request_id}
+
+
+@router.get("/models", summary="List the served models, with watermark metadata.")
+async def list_models(request: Request) -> Any:
+    state = get_state(request)
+    if state.backend is None or not state.ready:
+        raise GatewayError("the model is still loading", hint="retry in a few seconds", code="backend_not_ready")
+    body = {"object": "list", "data": [_card(state, m) for m in state.backend.info.model_ids],
+            "distillscope": _meta(state)}
+    return JSONResponse(body, headers=await _log_ok(request))
+
+
+@router.get("/models/{model_id}", summary="Describe one served model.")
+async def get_model(model_id: str, request: Request) -> Any:
+    state = get_state(request)
+    if state.backend is None or not state.ready:
+        raise GatewayError("the model is still loading", hint="retry in a few seconds", code="backend_not_ready")
+    if model_id not in state.backend.info.model_ids:
+        raise GatewayError(f"the model {model_id!r} does not exist", hint="see /v1/models", code="model_not_found")
+    return JSONResponse(_card(state, model_id), headers=await _log_ok(request))
