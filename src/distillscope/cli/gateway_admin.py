@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Optional
@@ -77,14 +78,13 @@ CONC = typer.Option(None, "--concurrency", help="Concurrent requests ('none' = u
 FACTOR = typer.Option(None, "--throttle-factor", help="Limit multiplier while throttled, in (0, 1].")
 
 
-def _limits_from(base, rpm, tpm, conc, factor):  # noqa: ANN001, ANN202
-    from dataclasses import replace
-
+def _limit_changes(rpm: str | None, tpm: str | None, conc: str | None, factor: float | None) -> dict:
+    """The limit fields given on the command line (validated before anything is touched)."""
     changes = {k: v for k, v in (("rpm", _limit_value(rpm, "--rpm")), ("tpm", _limit_value(tpm, "--tpm")),
                                  ("max_concurrent", _limit_value(conc, "--concurrency"))) if v is not ...}
     if factor is not None:
         changes["throttle_factor"] = factor
-    return replace(base, **changes), bool(changes)
+    return changes
 
 
 def _register_accounts(accounts: typer.Typer) -> None:
@@ -96,8 +96,8 @@ def _register_accounts(accounts: typer.Typer) -> None:
         """Create an account (and its first API key, printed once)."""
         from distillscope.gateway.accounts import Limits
 
+        limits = replace(Limits(), **_limit_changes(rpm, tpm, concurrency, throttle_factor))
         _, store = _store(ctx)
-        limits, _ = _limits_from(Limits(), rpm, tpm, concurrency, throttle_factor)
         info = store.create_account(name, limits=limits, actor="cli")
         err_console.print(f"account {info.account_id} ({info.name}) created: rpm={_fmt(limits.rpm)} "
                           f"tpm={_fmt(limits.tpm)} concurrency={_fmt(limits.max_concurrent)}")
@@ -148,9 +148,10 @@ def _register_accounts(accounts: typer.Typer) -> None:
                rpm: Optional[str] = RPM, tpm: Optional[str] = TPM, concurrency: Optional[str] = CONC,
                throttle_factor: Optional[float] = FACTOR) -> None:
         """Show or change an account's per-key limits."""
+        changes = _limit_changes(rpm, tpm, concurrency, throttle_factor)
         _, store = _store(ctx)
         a = store.get_account(account)
-        new, changed = _limits_from(a.limits, rpm, tpm, concurrency, throttle_factor)
+        new, changed = replace(a.limits, **changes), bool(changes)
         if changed:
             store.set_limits(a.account_id, new, actor="cli")
         console.print(f"{a.name} ({a.account_id}): rpm={_fmt(new.rpm)} tpm={_fmt(new.tpm)} "
@@ -223,10 +224,10 @@ def _register_logs(logs: typer.Typer) -> None:
         """Export the request log for analytics (streamed, written atomically)."""
         from distillscope.gateway.requestlog import RequestLog
 
-        engine, _ = _store(ctx)
         fmt = fmt or ("jsonl" if out.suffix.lower() in (".jsonl", ".json") else "parquet")
-        n = RequestLog(engine).export(out, since=parse_time(since, option="--since"),
-                                      until=parse_time(until, option="--until"), format=fmt)
+        start, end = parse_time(since, option="--since"), parse_time(until, option="--until")
+        engine, _ = _store(ctx)
+        n = RequestLog(engine).export(out, since=start, until=end, format=fmt)
         console.print(f"exported {n} requests to {out} ({fmt})", highlight=False)
 
     @logs.command("prune")
@@ -240,11 +241,10 @@ def _register_logs(logs: typer.Typer) -> None:
 
         if redact_prompts_after is None and delete_after is None:
             raise ConfigError("nothing to prune", hint="pass --redact-prompts-after and/or --delete-after, e.g. 30d")
+        redact = parse_duration(redact_prompts_after, option="--redact-prompts-after") if redact_prompts_after else None
+        delete = parse_duration(delete_after, option="--delete-after") if delete_after else None
         engine, _ = _store(ctx)
-        res = RequestLog(engine).apply_retention(
-            redact_prompts_after=parse_duration(redact_prompts_after, option="--redact-prompts-after")
-            if redact_prompts_after else None,
-            delete_after=parse_duration(delete_after, option="--delete-after") if delete_after else None)
+        res = RequestLog(engine).apply_retention(redact_prompts_after=redact, delete_after=delete)
         console.print(f"redacted {res.redacted} requests, deleted {res.deleted}", highlight=False)
 
     @logs.command("usage")
@@ -253,9 +253,10 @@ def _register_logs(logs: typer.Typer) -> None:
         """Per-account requests, rejections and tokens from the request log."""
         from distillscope.gateway.requestlog import RequestLog
 
+        start = parse_time(since, option="--since")
         engine, store = _store(ctx)
         names = {a.account_id: a.name for a in store.list_accounts()}
-        rows = RequestLog(engine).usage(since=parse_time(since, option="--since"))
+        rows = RequestLog(engine).usage(since=start)
         print_table("usage", ["account", "name", "requests", "accepted", "rejected", "prompt tokens",
                               "completion tokens"],
                     [[u.account_id or "(failed auth)", names.get(u.account_id, ""), u.requests, u.accepted,
