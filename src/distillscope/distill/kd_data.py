@@ -142,18 +142,14 @@ def prompt_messages(rec: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def encode_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    """Prompt ids with the tokenizer's chat template (generation prompt added).
-
-    Without a chat template the user turns are joined as plain text followed by a newline.
-    """
+    """Prompt ids exactly as the teacher runtime builds them: the chat template (with the
+    generation prompt) when the tokenizer has one, else the teacher's plain-text chat format."""
     if getattr(tokenizer, "chat_template", None):
-        enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
-        ids = enc["input_ids"]
-        if ids and isinstance(ids[0], list):
-            ids = ids[0]
-        return list(ids)
-    text = "\n".join(m["content"] for m in messages) + "\n"
-    return list(tokenizer(text, add_special_tokens=True)["input_ids"])
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    from distillscope.teacher import fallback_chat_text
+
+    return list(tokenizer(fallback_chat_text(messages), add_special_tokens=True)["input_ids"])
 
 
 class TokenMapper:

@@ -1,0 +1,225 @@
+"""Student versus teacher: held-out answer perplexity, top-1 agreement, task accuracy, cost.
+
+:func:`evaluate` scores every model on the same held-out teacher answers (the records that
+:func:`~distillscope.distill.train.train` kept out, chosen by a hash of their id):
+
+* **perplexity** of the teacher's answer tokens given the prompt (the teacher's own token ids
+  when the model shares its tokenizer, otherwise the re-tokenised answer text);
+* **top-1 agreement**: how often the model's most likely next token equals the teacher's, over
+  the same answer positions (needs a shared tokenizer; the teacher's own row is the reference);
+* **task accuracy** on :func:`~distillscope.distill.tasks.builtin_tasks` (greedy answers);
+* parameter count, and for a trained student the teacher tokens and seconds it cost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from distillscope.distill.kd_data import encode_prompt, load_records, prompt_messages, split_heldout
+from distillscope.distill.student import check_tokenizer, count_parameters
+from distillscope.distill.tasks import TaskItem, builtin_tasks, score_answer
+from distillscope.errors import DistillError
+from distillscope.progress import Progress, ensure_progress
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelEval:
+    """The scores of one model."""
+
+    name: str
+    role: str                          # "teacher" or "student"
+    parameters: int
+    perplexity: float                  # of the held-out teacher answers
+    top1_agreement: float | None       # with the teacher (None for the teacher, or no shared tokenizer)
+    task_accuracy: float
+    task_accuracy_by_category: tuple[tuple[str, float], ...]
+    teacher_tokens: int | None         # teacher answer tokens it was trained on (students from train())
+    train_seconds: float | None
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """Teacher and student side by side on the same held-out answers and tasks."""
+
+    models: tuple[ModelEval, ...]
+    heldout_records: int
+    answer_tokens: int
+    tasks: int
+
+    COLUMNS = ("model", "role", "params", "held-out ppl", "top-1 agree", "task acc", "teacher tokens",
+               "train time")
+
+    def rows(self) -> list[tuple[str, ...]]:
+        """Table rows under :attr:`COLUMNS`, formatted for a terminal."""
+        def fmt(v: Any, spec: str) -> str:
+            return "—" if v is None else format(v, spec)
+        return [(m.name, m.role, f"{m.parameters / 1e6:.1f}M", fmt(m.perplexity, ".2f"),
+                 fmt(m.top1_agreement, ".1%"), fmt(m.task_accuracy, ".1%"), fmt(m.teacher_tokens, ","),
+                 "—" if m.train_seconds is None else f"{m.train_seconds:.0f}s") for m in self.models]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Scorable:
+    name: str
+    model: Any
+    tokenizer: Any
+    train_info: dict[str, Any]
+
+
+def _as_scorable(obj: Any, role: str, settings: Any) -> _Scorable:
+    """A model spec / HF dir (loaded in float32), a LoadedModel, or a ``(model, tokenizer)`` pair."""
+    if isinstance(obj, (str, Path)):
+        from distillscope.teacher import load_model
+
+        loaded = load_model(str(obj), settings=settings, dtype="float32")
+        info_path = Path(str(obj)) / "train_result.json"
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        return _Scorable(Path(str(obj)).name if Path(str(obj)).is_dir() else str(obj), loaded.model,
+                         loaded.tokenizer, info)
+    if isinstance(obj, tuple) and len(obj) == 2:
+        return _Scorable(role, obj[0], obj[1], {})
+    if hasattr(obj, "model") and hasattr(obj, "tokenizer"):
+        return _Scorable(getattr(obj, "name", role), obj.model, obj.tokenizer, {})
+    raise DistillError(f"cannot evaluate {type(obj).__name__} as the {role}",
+                       hint="pass a model spec or directory, a LoadedModel, or a (model, tokenizer) pair")
+
+
+def _heldout_fraction(student: Any) -> float:
+    path = Path(str(student)) / "distill_config.json" if isinstance(student, (str, Path)) else None
+    if path is not None and path.is_file():
+        return float(json.loads(path.read_text()).get("heldout_fraction", 0.1))
+    return 0.1
+
+
+def heldout_records(store_or_records: Any, fraction: float, limit: int) -> list[dict[str, Any]]:
+    """The held-out records of a store (or the given records as they are), at most ``limit``."""
+    if isinstance(store_or_records, (str, Path)):
+        _, held = split_heldout(load_records(store_or_records), fraction)
+        if not held:
+            raise DistillError(f"{store_or_records} has no held-out records at heldout_fraction={fraction}",
+                               hint="harvest more records")
+        return held[:limit]
+    records = list(store_or_records)
+    if not records:
+        raise DistillError("no records to evaluate on", hint="pass a harvest store with successful records")
+    return records[:limit]
+
+
+def _sequences(tokenizer: Any, records: Sequence[dict[str, Any]], use_ids: bool) -> list[tuple[list[int], int]]:
+    """(prompt + answer ids, prompt length) per record."""
+    out = []
+    for rec in records:
+        prompt = encode_prompt(tokenizer, prompt_messages(rec))
+        answer = (list(rec["token_ids"]) if use_ids and rec.get("token_ids")
+                  else list(tokenizer(rec["completion"], add_special_tokens=False)["input_ids"]))
+        if answer:
+            out.append((prompt + answer, len(prompt)))
+    return out
+
+
+@torch.no_grad()
+def answer_scores(model: Any, seqs: Sequence[tuple[list[int], int]], pad_id: int,
+                  batch_size: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per sequence: the negative log-likelihood and the argmax prediction at each answer token."""
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(seqs), batch_size):
+        batch = seqs[start:start + batch_size]
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        attention = torch.zeros_like(input_ids)
+        for i, (ids, _) in enumerate(batch):
+            input_ids[i, :len(ids)] = torch.tensor(ids)
+            attention[i, :len(ids)] = 1
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits.float().cpu()
+        for i, (ids, p) in enumerate(batch):
+            pred = logits[i, p - 1:len(ids) - 1]
+            target = torch.tensor(ids[p:])
+            nll = -torch.log_softmax(pred, dim=-1).gather(-1, target[:, None])[:, 0]
+            out.append((nll, pred.argmax(-1)))
+    return out
+
+
+@torch.no_grad()
+def answer_tasks(model: Any, tokenizer: Any, items: Sequence[TaskItem], *, max_new_tokens: int = 24,
+                 batch_size: int = 16, task: Any = None) -> list[str]:
+    """Greedy replies of ``model`` to the task prompts (chat template when the tokenizer has one)."""
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    replies: list[str] = []
+    for start in range(0, len(items), batch_size):
+        batch = [encode_prompt(tokenizer, [{"role": "user", "content": it.prompt}])
+                 for it in items[start:start + batch_size]]
+        width = max(map(len, batch))
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        attention = torch.zeros_like(input_ids)
+        for i, ids in enumerate(batch):                      # left padding for generation
+            input_ids[i, width - len(ids):] = torch.tensor(ids)
+            attention[i, width - len(ids):] = 1
+        out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
+        replies += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        if task is not None:
+            task.advance(len(batch))
+    return replies
+
+
+def _task_scores(items: Sequence[TaskItem], replies: Sequence[str]) -> tuple[float, tuple[tuple[str, float], ...]]:
+    hits: dict[str, list[bool]] = {}
+    for item, reply in zip(items, replies):
+        hits.setdefault(item.category, []).append(score_answer(item, reply))
+    every = [h for v in hits.values() for h in v]
+    return sum(every) / len(every), tuple((c, sum(v) / len(v)) for c, v in hits.items())
+
+
+def evaluate(student: Any, teacher: Any, store_or_records: Any, *, heldout_fraction: float | None = None,
+             max_records: int = 64, tasks: Sequence[TaskItem] | None = None, max_new_tokens: int = 24,
+             batch_size: int = 4, settings: Any = None, progress: Progress | None = None) -> EvalReport:
+    """Compare ``student`` with ``teacher`` on held-out teacher answers and the built-in tasks.
+
+    ``student``/``teacher``: a model spec or HF directory, a ``LoadedModel``, or a
+    ``(model, tokenizer)`` pair. ``store_or_records``: a harvest store (its held-out split is
+    used, with the student's ``heldout_fraction`` unless given) or a list of records scored as is.
+    """
+    fraction = heldout_fraction if heldout_fraction is not None else _heldout_fraction(student)
+    records = heldout_records(store_or_records, fraction, max_records)
+    items = tuple(tasks) if tasks is not None else builtin_tasks()
+    models = [_as_scorable(teacher, "teacher", settings), _as_scorable(student, "student", settings)]
+    reporter = ensure_progress(progress)
+    teacher_args: list[torch.Tensor] | None = None
+    results, n_tokens = [], 0
+    for role, m in zip(("teacher", "student"), models):
+        m.model.eval()
+        use_ids = check_tokenizer(m.tokenizer, records).compatible
+        pad = m.tokenizer.pad_token_id if m.tokenizer.pad_token_id is not None else m.tokenizer.eos_token_id
+        with reporter.task(f"scoring {role} answers", total=len(records)) as task:
+            scores = answer_scores(m.model, _sequences(m.tokenizer, records, use_ids), pad or 0, batch_size)
+            task.advance(len(records))
+        nll = torch.cat([s[0] for s in scores])
+        preds = [s[1] for s in scores]
+        agreement = None
+        if role == "teacher":
+            teacher_args = preds if use_ids else None
+            n_tokens = int(nll.numel())
+        elif use_ids and teacher_args is not None and [len(p) for p in preds] == [len(p) for p in teacher_args]:
+            agreement = float((torch.cat(preds) == torch.cat(teacher_args)).float().mean())
+        with reporter.task(f"{role} on {len(items)} tasks", total=len(items)) as task:
+            replies = answer_tasks(m.model, m.tokenizer, items, max_new_tokens=max_new_tokens, task=task)
+        accuracy, by_cat = _task_scores(items, replies)
+        results.append(ModelEval(
+            name=m.name, role=role, parameters=count_parameters(m.model), perplexity=float(math.exp(nll.mean())),
+            top1_agreement=agreement, task_accuracy=accuracy, task_accuracy_by_category=by_cat,
+            teacher_tokens=m.train_info.get("teacher_tokens"), train_seconds=m.train_info.get("seconds")))
+    return EvalReport(tuple(results), len(records), n_tokens, len(items))
