@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "distillscope.cli.watermark",
     "distillscope.cli.demo",
     "distillscope.cli.gateway_admin",
+    "distillscope.cli.train",
+    "distillscope.cli.harvest",
 ]
 
 app = typer.Typer(
