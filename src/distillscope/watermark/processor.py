@@ -25,7 +25,9 @@ if TYPE_CHECKING:  # pragma: no cover
 class SamplingSettings:
     """The sampling warpers ``generate`` applies after the watermark processor.
 
-    temperature: > 0 (default 1.0). top_k: 0 = off. top_p: in (0, 1], 1 = off.
+    temperature: >= 0 (default 1.0); 0 means greedy decoding, which has no randomness for the
+    distortion-free scheme to replace, so the Gumbel scheme leaves greedy steps unchanged.
+    top_k: 0 = off. top_p: in (0, 1], 1 = off.
     """
 
     temperature: float = 1.0
@@ -34,10 +36,9 @@ class SamplingSettings:
 
     def __post_init__(self) -> None:
         t = float(self.temperature)
-        if not math.isfinite(t) or t <= 0:
-            raise ConfigError(f"watermark processor: temperature must be > 0, got {self.temperature!r}",
-                              hint="greedy decoding is not a sampling distribution; use temperature 1.0 "
-                                   "or the KGW scheme")
+        if not math.isfinite(t) or t < 0:
+            raise ConfigError(f"watermark processor: temperature must be >= 0, got {self.temperature!r}",
+                              hint="use 0 for greedy decoding, 0.7 or 1.0 for sampling")
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
             raise ConfigError(f"watermark processor: top_k must be an integer >= 0, got {self.top_k!r}")
         if not 0.0 < float(self.top_p) <= 1.0:

@@ -191,29 +191,38 @@ class KGWScheme(WatermarkScheme):
         seeds = prf.unsigned_min(pairs, dim=1)
         return prf.bits53_(prf.mix64_(seeds.bitwise_xor(codes))), seeds
 
-    def _candidates(self, scores: torch.Tensor, top_k: int) -> torch.Tensor | None:
-        """Ids that can still be sampled after top-k (exact), or ``None`` for the whole vocabulary.
+    def _candidates(self, scores: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Per row: the top ids by logit and whether they hold every id top-k sampling can reach.
 
         After adding delta, a token can enter the top ``top_k`` only if its logit is at least the
-        k-th largest logit minus delta; if the K-th largest is already below that for every row,
-        the top K contain every such token and biasing only them changes nothing downstream.
+        k-th largest logit minus delta. If the K-th largest logit of a row is already below that,
+        the row's top K contain every such token, and biasing only them changes nothing that
+        top-k sampling can see. Rows where this fails are processed over the whole vocabulary;
+        the decision depends on the row alone, never on the rest of the batch.
         """
         vocab = scores.shape[-1]
         cap = max(4 * top_k, top_k + 64)
         if top_k <= 0 or cap >= vocab:
             return None
         vals, idx = scores.topk(cap, dim=-1)
-        if bool((vals[:, -1] + float(self.delta) < vals[:, top_k - 1]).all()):
-            return idx
-        return None
+        return idx, vals[:, -1] + float(self.delta) < vals[:, top_k - 1]
+
+    def _bias(self, bits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return (bits < self.threshold).to(dtype).mul_(float(self.delta))
 
     def apply(self, contexts, scores, sampling):
-        idx = self._candidates(scores, sampling.top_k)
+        cand = self._candidates(scores, sampling.top_k)
+        if cand is None:
+            bits, _ = self.token_bits(contexts, None, scores.shape[-1])
+            return scores + self._bias(bits, scores.dtype)
+        idx, exact = cand
         bits, _ = self.token_bits(contexts, idx, scores.shape[-1])
-        bias = (bits < self.threshold).to(scores.dtype).mul_(float(self.delta))
-        if idx is None:
-            return scores + bias
-        return scores.scatter_add(1, idx, bias)
+        out = scores.scatter_add(1, idx, self._bias(bits, scores.dtype))
+        rows = (~exact).nonzero().flatten()
+        if rows.numel():
+            full, _ = self.token_bits(contexts[rows], None, scores.shape[-1])
+            out[rows] = scores[rows] + self._bias(full, scores.dtype)
+        return out
 
     def statistic(self, bits):
         return float((bits < self.threshold).sum())
@@ -253,6 +262,8 @@ class GumbelScheme(WatermarkScheme):
 
     def apply(self, contexts, scores, sampling):
         vocab = scores.shape[-1]
+        if sampling.temperature == 0:
+            return scores
         warped = scores.float() / sampling.temperature
         idx = None
         if 0 < sampling.top_k < vocab:
