@@ -15,7 +15,8 @@ from typing import Any, AsyncIterator, Sequence
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from distillscope import __version__
 from distillscope.gateway import admin as admin_api
@@ -34,18 +35,45 @@ from distillscope.settings import Settings, load_settings
 logger = logging.getLogger(__name__)
 
 
-class RequestIdMiddleware:
-    """Stamps every HTTP request with an id and its arrival time (pure ASGI: no per-request task)."""
+class RequestStampMiddleware:
+    """Stamps every HTTP request with an id and its arrival time, and caps the body size.
 
-    def __init__(self, app: ASGIApp) -> None:
+    Pure ASGI (no per-request task). A body over ``max_body_bytes`` raises ``request_too_large``
+    when the route reads it, so the usual error handler answers (413, ``request_too_large``)
+    and logs the request.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            state = scope.setdefault("state", {})
-            state["request_id"] = new_request_id()
-            state["t0"] = time.perf_counter()
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        state["request_id"] = new_request_id()
+        state["t0"] = time.perf_counter()
+        limit, seen = self.max_body_bytes, 0
+        header = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), b"0")
+        declared = int(header) if header.isdigit() else 0
+
+        async def capped_receive() -> Message:
+            nonlocal seen
+            if declared > limit:
+                raise _too_large(limit)
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _too_large(limit)
+            return message
+
+        await self.app(scope, capped_receive, send)
+
+
+def _too_large(limit: int) -> HTTPException:
+    # An HTTPException passes through FastAPI's body reading unchanged (other errors become a 400).
+    return HTTPException(status_code=413, detail=f"the request body is larger than {limit} bytes")
 
 
 def _lifespan(own_engine: bool):
@@ -94,7 +122,7 @@ def create_app(settings: Settings, *, backend: Any = None, guards: Sequence[Any]
     app = FastAPI(title="distillscope gateway", version=__version__, lifespan=_lifespan(own_engine),
                   description="OpenAI-compatible gateway with accounts, limits, request log and watermark.")
     app.state.gateway = state
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestStampMiddleware, max_body_bytes=state.config.max_body_bytes)
     install_error_handlers(app)
     app.include_router(openai_api.router)
     app.include_router(ops_api.router)

@@ -8,7 +8,7 @@ suspended or revoked key or account        403     key_revoked, account_suspende
 unknown model or route                     404     model_not_found, not_found
 malformed JSON, missing / wrong fields     400     invalid_request (param = field path)
 max_tokens / n over the cap, logit_bias    400     max_tokens_too_large, too_many_choices, ...
-prompt over the size cap                   413     prompt_too_long
+prompt / body over the size cap            413     prompt_too_long, request_too_large
 per-key limit                              429     rate_limit_exceeded (+ x-ratelimit-*, retry-after)
 upstream down (proxy mode)                 502     upstream_unavailable
 request log / limiter database down        503     request_log_unavailable, ...
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 _STATUS_BY_CODE = {
     "missing_api_key": 401, "invalid_api_key": 401, "invalid_admin_token": 401, "missing_admin_token": 401,
     "model_not_found": 404, "not_found": 404, "account_not_found": 404, "key_not_found": 404,
-    "prompt_too_long": 413,
+    "prompt_too_long": 413, "request_too_large": 413,
     "rate_limit_exceeded": 429,
     "upstream_unavailable": 502,
     "request_log_unavailable": 503, "rate_limiter_unavailable": 503, "database_unavailable": 503,
@@ -148,9 +148,10 @@ async def on_http_exception(request: Request, exc: Exception) -> JSONResponse:
         auth_error = await _try_authenticate(request)
         if auth_error is not None:
             return await on_distillscope_error(request, auth_error)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code, "http_error")
     message = {404: f"no such endpoint: {request.method} {request.url.path}",
-               405: f"method {request.method} is not allowed on {request.url.path}"}.get(exc.status_code,
+               405: f"method {request.method} is not allowed on {request.url.path}",
+               413: f"{exc.detail}; send a smaller request"}.get(exc.status_code,
                                                                                           str(exc.detail))
     return await reject(request, exc.status_code, code, message, headers=getattr(exc, "headers", None))
 

@@ -9,6 +9,7 @@ final ``data: [DONE]``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any, AsyncIterator
@@ -44,8 +45,18 @@ async def authenticate_request(request: Request) -> Any:
         if exc.code and exc.code.endswith(("_revoked", "_suspended")):
             parsed = parse_api_key(api_key)
             ctx.key_id_hint = parsed[0] if parsed else None
+        if ctx.raw_body is None and request.method == "POST":
+            ctx.raw_body = await _parsed_body(request)
         raise
     return ctx.principal
+
+
+async def _parsed_body(request: Request) -> Any:
+    """The JSON body (already read and cached by FastAPI), for the log row of a refused request."""
+    try:
+        return json.loads(await request.body())
+    except (ValueError, RuntimeError):
+        return None
 
 
 async def principal(request: Request,

@@ -26,6 +26,7 @@ class GatewayConfig:
     default_max_tokens: ``max_tokens`` of chat requests that do not set it.
     max_prompt_chars: largest prompt (all messages / all prompts, in characters); more is a 413.
     max_choices: largest ``n`` × number of prompts in one request (more is a 400).
+    max_body_bytes: largest request body (more is a 413, before it is parsed).
     batching: how the local teacher batches concurrent requests.
     """
 
@@ -33,10 +34,12 @@ class GatewayConfig:
     default_max_tokens: int = 256
     max_prompt_chars: int = 32_000
     max_choices: int = 16
+    max_body_bytes: int = 1_000_000
     batching: BatchingConfig = field(default_factory=BatchingConfig)
 
     def __post_init__(self) -> None:
-        for name in ("max_tokens_cap", "default_max_tokens", "max_prompt_chars", "max_choices"):
+        for name in ("max_tokens_cap", "default_max_tokens", "max_prompt_chars", "max_choices",
+                     "max_body_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"gateway setting {name}={value!r} must be a positive integer")
