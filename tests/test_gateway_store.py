@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 from datetime import datetime, timedelta, timezone
 
 import pyarrow.parquet as pq
@@ -309,3 +311,28 @@ def test_retention_redacts_then_deletes(engine):
     assert (again.redacted, again.deleted) == (0, 0)
     with pytest.raises(ConfigError, match="positive"):
         rl.apply_retention(delete_after=timedelta(0))
+
+
+def _write_then_crash(url: str, n: int, ack) -> None:  # runs in a child process
+    rl = RequestLog(make_engine(url))
+    for i in range(n):
+        rl.write(_record(i))
+        ack.send(f"req-{i:05d}")  # acknowledged (synchronously) only after write() returned
+    os._exit(9)  # die without closing the engine, flushing or committing anything else
+
+
+@pytest.mark.slow
+def test_a_crash_loses_no_acknowledged_request(tmp_path):
+    url = f"sqlite:///{tmp_path / 'crash.sqlite'}"
+    upgrade_database(make_engine(url))
+    ctx = multiprocessing.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_write_then_crash, args=(url, 25, sender))
+    proc.start()
+    acked = []
+    while len(acked) < 25 and receiver.poll(60):
+        acked.append(receiver.recv())
+    proc.join(timeout=60)
+    assert proc.exitcode == 9
+    stored = {r.request_id for r in RequestLog(make_engine(url)).query()}
+    assert set(acked) <= stored and len(acked) == 25
