@@ -4,10 +4,19 @@ Public names (other packages import only these):
 
 - prompts: :class:`PromptGenerator`, :class:`PromptItem`, :class:`Template`, ``CATEGORIES``, ``TOPICS``,
   ``COT_SUFFIXES``
+- harvest: :func:`harvest` / :func:`aharvest`, :class:`HarvestConfig`, :class:`HarvestSummary`,
+  :class:`HarvestStore`, :class:`HarvestRecord`, :class:`HarvestError`, :class:`StoreStats`,
+  :func:`read_prompt_file`, :func:`record_id`, ``ROTATIONS``
 """
 
+from distillscope.distill.harvest import HarvestConfig, HarvestSummary, aharvest, harvest
+from distillscope.distill.harvest_prompts import read_prompt_file
 from distillscope.distill.prompts import CATEGORIES, COT_SUFFIXES, TOPICS, PromptGenerator, PromptItem, Template
+from distillscope.distill.rotation import ROTATIONS
+from distillscope.distill.store import HarvestError, HarvestRecord, HarvestStore, StoreStats, record_id
 
 __all__ = [
     "CATEGORIES", "COT_SUFFIXES", "TOPICS", "PromptGenerator", "PromptItem", "Template",
+    "HarvestConfig", "HarvestSummary", "aharvest", "harvest", "read_prompt_file", "ROTATIONS",
+    "HarvestError", "HarvestRecord", "HarvestStore", "StoreStats", "record_id",
 ]
