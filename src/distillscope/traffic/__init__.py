@@ -1,0 +1,1 @@
+"""Traffic forensics: simulate, score and stop distillation traffic (filled in below)."""

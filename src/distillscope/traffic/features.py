@@ -1,0 +1,211 @@
+"""Feature definitions, written once as SQL in a dialect-neutral subset run by DuckDB and Spark.
+
+The subset: ``CAST(.. AS DOUBLE|BIGINT|STRING)``, ``COUNT(DISTINCT ..)``, ``AVG``, ``SUM``,
+``STDDEV_SAMP``, ``LN``, ``SQRT``, ``FLOOR``, ``NULLIF``, ``CASE``, ``concat``, ``LAG() OVER``,
+``UNION ALL``, CTEs and joins. Both engines read the same prepared request table (see
+:mod:`.prepare`) registered as ``requests``; the campaign variant groups the same definitions by
+``campaign_id`` through a ``membership(account_id, campaign_id)`` table.
+
+Every feature of an entity with no usable input is NULL (never 0): a feature over an absent
+column, a ratio with a zero denominator, a timing statistic with fewer than three gaps. The
+scorer treats NULL as no evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from distillscope.traffic.prepare import EMBED_COLUMNS
+
+#: Features the scorer reads, with the direction that points at distillation (+1 high, -1 low)
+#: and a one-line meaning (used in evidence and docs).
+SCORED_FEATURES: dict[str, tuple[int, str]] = {
+    "cot_share": (1, "share of requests eliciting chain-of-thought / step-by-step reasoning"),
+    "mean_max_tokens": (1, "mean max_tokens requested"),
+    "mean_completion_tokens": (1, "mean completion length (tokens)"),
+    "out_in_ratio": (1, "completion tokens per prompt token"),
+    "logprob_share": (1, "share of requests asking for top logprobs"),
+    "logit_bias_share": (1, "share of requests using logit_bias"),
+    "hour_entropy": (1, "spread of activity over the 24 hours (round-the-clock = high)"),
+    "topic_ratio": (1, "distinct topics per prompt (capability sweep = high)"),
+    "topic_spread": (1, "spread of topic embeddings (1 - length of their mean)"),
+    "requests_per_day": (1, "requests per active day"),
+    "rejected_share": (1, "share of requests rejected (rate limits hit)"),
+    "ip_rotation": (1, "distinct client IPs per request"),
+    "gap_cv": (-1, "coefficient of variation of in-session gaps (machine pacing = low)"),
+}
+
+#: Every output column of :func:`entity_features_sql`, in order (after the entity id).
+FEATURE_COLUMNS: tuple[str, ...] = (
+    "n_requests", "n_ok", "n_prompts", "n_days_active", "first_ts", "last_ts", "mean_prompt_tokens",
+    "mean_completion_tokens", "out_in_ratio", "mean_max_tokens", "capped_share", "cot_share", "logprob_share",
+    "logit_bias_share", "rejected_share", "gap_cv", "n_gaps", "hour_entropy", "n_ips", "n_subnets", "n_agents",
+    "n_templates", "n_topics", "template_top_share", "topic_ratio", "topic_spread", "requests_per_day",
+    "ip_rotation",
+)
+
+IN_SESSION_GAP_S = 600.0
+
+#: Columns of the prepared request table the SQL reads (engines ship only these).
+SQL_COLUMNS: tuple[str, ...] = (
+    "request_id", "account_id", "ts_s", "hour", "minute", "ok", "status", "client_ip", "subnet", "user_agent",
+    "prompt_tokens", "completion_tokens", "max_tokens", "capped", "cot", "logprobs", "logit_bias", "template",
+    "topic", *EMBED_COLUMNS,
+)
+
+
+@dataclass(frozen=True)
+class FeatureQuery:
+    """One named query of the feature layer; ``sql`` runs unchanged on DuckDB and Spark."""
+
+    name: str
+    sql: str
+
+
+def _source(entity: str) -> str:
+    if entity == "account_id":
+        return "SELECT *, account_id AS entity FROM requests WHERE account_id IS NOT NULL"
+    return ("SELECT r.*, m.campaign_id AS entity FROM requests r "
+            "JOIN membership m ON r.account_id = m.account_id")
+
+
+def entity_features_sql(entity: str = "account_id") -> FeatureQuery:
+    """Per-entity aggregate features (entity: ``account_id`` or ``campaign_id``)."""
+    means = ", ".join(f"AVG({c}) AS m_{c}" for c in EMBED_COLUMNS)
+    norm = " + ".join(f"a.m_{c} * a.m_{c}" for c in EMBED_COLUMNS)
+    sql = f"""
+WITH src AS ({_source(entity)}),
+r AS (
+  SELECT src.*, ts_s - LAG(ts_s) OVER (PARTITION BY entity ORDER BY ts_s, request_id) AS gap FROM src
+),
+hours AS (SELECT entity, hour, COUNT(*) AS c FROM r GROUP BY entity, hour),
+hour_tot AS (SELECT entity, CAST(SUM(c) AS DOUBLE) AS n FROM hours GROUP BY entity),
+hour_ent AS (
+  SELECT h.entity, -SUM((CAST(h.c AS DOUBLE) / t.n) * LN(CAST(h.c AS DOUBLE) / t.n)) AS hour_entropy
+  FROM hours h JOIN hour_tot t ON h.entity = t.entity GROUP BY h.entity
+),
+tpl AS (SELECT entity, template, COUNT(*) AS c FROM r WHERE template IS NOT NULL GROUP BY entity, template),
+tpl_top AS (SELECT entity, CAST(MAX(c) AS DOUBLE) AS top_c, CAST(SUM(c) AS DOUBLE) AS tot_c
+  FROM tpl GROUP BY entity),
+a AS (
+  SELECT entity,
+    COUNT(*) AS n_requests,
+    CAST(SUM(ok) AS BIGINT) AS n_ok,
+    COUNT(template) AS n_prompts,
+    COUNT(DISTINCT CAST(FLOOR(ts_s / 86400) AS BIGINT)) AS n_days_active,
+    MIN(ts_s) AS first_ts, MAX(ts_s) AS last_ts,
+    AVG(CASE WHEN ok = 1 THEN CAST(prompt_tokens AS DOUBLE) END) AS mean_prompt_tokens,
+    AVG(CASE WHEN ok = 1 THEN CAST(completion_tokens AS DOUBLE) END) AS mean_completion_tokens,
+    SUM(CASE WHEN ok = 1 THEN CAST(completion_tokens AS DOUBLE) END) AS sum_ct,
+    SUM(CASE WHEN ok = 1 THEN CAST(prompt_tokens AS DOUBLE) END) AS sum_pt,
+    AVG(CAST(max_tokens AS DOUBLE)) AS mean_max_tokens,
+    AVG(CAST(capped AS DOUBLE)) AS capped_share,
+    AVG(CAST(cot AS DOUBLE)) AS cot_share,
+    AVG(CASE WHEN logprobs IS NULL THEN NULL WHEN logprobs > 0 THEN 1.0 ELSE 0.0 END) AS logprob_share,
+    AVG(CASE WHEN logit_bias IS NULL THEN NULL WHEN logit_bias THEN 1.0 ELSE 0.0 END) AS logit_bias_share,
+    AVG(CASE WHEN status IS NULL THEN NULL WHEN status >= 400 THEN 1.0 ELSE 0.0 END) AS rejected_share,
+    STDDEV_SAMP(CASE WHEN gap < {IN_SESSION_GAP_S} THEN gap END) AS sd_gap,
+    AVG(CASE WHEN gap < {IN_SESSION_GAP_S} THEN gap END) AS mean_gap,
+    COUNT(CASE WHEN gap < {IN_SESSION_GAP_S} THEN gap END) AS n_gaps,
+    COUNT(DISTINCT client_ip) AS n_ips,
+    COUNT(DISTINCT subnet) AS n_subnets,
+    COUNT(DISTINCT user_agent) AS n_agents,
+    COUNT(DISTINCT template) AS n_templates,
+    COUNT(DISTINCT topic) AS n_topics,
+    COUNT(topic) AS n_topic_rows,
+    COUNT(e0) AS n_embedded,
+    {means}
+  FROM r GROUP BY entity
+)
+SELECT a.entity AS {entity},
+  a.n_requests, a.n_ok, a.n_prompts, a.n_days_active, a.first_ts, a.last_ts,
+  a.mean_prompt_tokens, a.mean_completion_tokens,
+  a.sum_ct / NULLIF(a.sum_pt, 0) AS out_in_ratio,
+  a.mean_max_tokens, a.capped_share, a.cot_share, a.logprob_share, a.logit_bias_share, a.rejected_share,
+  CASE WHEN a.n_gaps >= 3 AND a.mean_gap > 0 THEN a.sd_gap / a.mean_gap END AS gap_cv,
+  a.n_gaps,
+  CASE WHEN a.n_requests >= 2 THEN e.hour_entropy END AS hour_entropy,
+  CASE WHEN a.n_ips > 0 THEN a.n_ips END AS n_ips,
+  CASE WHEN a.n_subnets > 0 THEN a.n_subnets END AS n_subnets,
+  CASE WHEN a.n_agents > 0 THEN a.n_agents END AS n_agents,
+  CASE WHEN a.n_prompts > 0 THEN a.n_templates END AS n_templates,
+  CASE WHEN a.n_topic_rows > 0 THEN a.n_topics END AS n_topics,
+  t.top_c / NULLIF(t.tot_c, 0) AS template_top_share,
+  CASE WHEN a.n_topic_rows >= 2 THEN CAST(a.n_topics AS DOUBLE) / a.n_topic_rows END AS topic_ratio,
+  CASE WHEN a.n_embedded >= 2 THEN 1.0 - SQRT({norm}) END AS topic_spread,
+  CAST(a.n_requests AS DOUBLE) / a.n_days_active AS requests_per_day,
+  CASE WHEN a.n_ips > 0 AND a.n_requests >= 2 THEN CAST(a.n_ips AS DOUBLE) / a.n_requests END AS ip_rotation
+FROM a
+LEFT JOIN hour_ent e ON a.entity = e.entity
+LEFT JOIN tpl_top t ON a.entity = t.entity
+ORDER BY {entity}
+"""
+    return FeatureQuery(f"{entity.split('_')[0]}_features", sql)
+
+
+@dataclass(frozen=True)
+class CoordinationConfig:
+    """How accounts are linked.
+
+    sync_bucket_s: width of the time buckets in which using the same template counts as
+    synchronised activity (300). max_key_accounts: keys (an IP, subnet, user agent, template or
+    time bucket + template) held by more accounts than this are too common to link anyone (200).
+    """
+
+    sync_bucket_s: int = 300
+    max_key_accounts: int = 200
+
+
+def coordination_sql(config: CoordinationConfig = CoordinationConfig()) -> FeatureQuery:
+    """Pairs of accounts that share rare keys, with the count and rarity weight per key kind.
+
+    Kinds: ``ip``, ``subnet``, ``agent`` (user agent), ``template`` (LSH template cluster) and
+    ``sync`` (the same template within the same time bucket). The anchor kinds (ip, subnet, sync)
+    are paired across all accounts; agent and template only for pairs an anchor already links
+    (they never link on their own, see :class:`campaigns.LinkRule`), which keeps the self-join
+    small. ``n_a``/``n_b``: each account's number of keys of that kind (for Jaccard similarity).
+    Row order is unspecified.
+    """
+    minutes = max(1, config.sync_bucket_s // 60)
+    sql = f"""
+WITH base AS (SELECT * FROM requests WHERE account_id IS NOT NULL),
+keys AS (
+  SELECT DISTINCT account_id, 'ip' AS kind, client_ip AS k FROM base WHERE client_ip IS NOT NULL
+  UNION ALL SELECT DISTINCT account_id, 'subnet' AS kind, subnet AS k FROM base WHERE subnet IS NOT NULL
+  UNION ALL SELECT DISTINCT account_id, 'agent' AS kind, user_agent AS k FROM base WHERE user_agent IS NOT NULL
+  UNION ALL SELECT DISTINCT account_id, 'template' AS kind, CAST(template AS STRING) AS k
+    FROM base WHERE template IS NOT NULL
+  UNION ALL SELECT DISTINCT account_id, 'sync' AS kind,
+    concat(CAST(CAST(FLOOR(CAST(minute AS DOUBLE) / {minutes}) AS BIGINT) AS STRING), '/',
+           CAST(template AS STRING)) AS k FROM base WHERE template IS NOT NULL
+),
+key_n AS (SELECT kind, k, COUNT(*) AS n FROM keys GROUP BY kind, k),
+acct_n AS (SELECT account_id, kind, COUNT(*) AS n FROM keys GROUP BY account_id, kind),
+n_acc AS (SELECT COUNT(DISTINCT account_id) AS total FROM base),
+rare AS (
+  SELECT keys.account_id, keys.kind, keys.k, LN(CAST(n_acc.total AS DOUBLE) / key_n.n) AS w
+  FROM keys JOIN key_n ON keys.kind = key_n.kind AND keys.k = key_n.k CROSS JOIN n_acc
+  WHERE key_n.n >= 2 AND key_n.n <= {config.max_key_accounts}
+),
+anchor AS (
+  SELECT x.account_id AS a, y.account_id AS b, x.kind AS kind, COUNT(*) AS shared, SUM(x.w) AS weight
+  FROM rare x JOIN rare y ON x.kind = y.kind AND x.k = y.k AND x.account_id < y.account_id
+  WHERE x.kind IN ('ip', 'subnet', 'sync')
+  GROUP BY x.account_id, y.account_id, x.kind
+),
+anchor_pairs AS (SELECT DISTINCT a, b FROM anchor),
+weak AS (
+  SELECT p.a AS a, p.b AS b, x.kind AS kind, COUNT(*) AS shared, SUM(x.w) AS weight
+  FROM anchor_pairs p
+  JOIN rare x ON x.account_id = p.a
+  JOIN rare y ON y.account_id = p.b AND y.kind = x.kind AND y.k = x.k
+  WHERE x.kind IN ('agent', 'template')
+  GROUP BY p.a, p.b, x.kind
+),
+pairs AS (SELECT * FROM anchor UNION ALL SELECT * FROM weak)
+SELECT pairs.a, pairs.b, pairs.kind, pairs.shared, pairs.weight, na.n AS n_a, nb.n AS n_b
+FROM pairs
+JOIN acct_n na ON na.account_id = pairs.a AND na.kind = pairs.kind
+JOIN acct_n nb ON nb.account_id = pairs.b AND nb.kind = pairs.kind
+"""
+    return FeatureQuery("coordination_pairs", sql)

@@ -1,0 +1,187 @@
+"""Scores against a benign reference, with thresholds set from benign data only.
+
+For every scored feature (see :data:`features.SCORED_FEATURES`) an entity's value is compared
+with the same feature over benign reference accounts of similar volume (strata of
+``n_requests``): the empirical tail probability ``p = (1 + #{benign at least as extreme}) /
+(n_benign + 1)`` in the distillation direction. The score is ``sum(-log10 p)`` over the features
+that are present -- a missing feature adds nothing, so missing data can only lower a score.
+The flag threshold is the ``1 - alpha`` quantile of the reference accounts' own scores (their max
+when the reference is too small for that quantile); campaigns must also beat every benign
+cluster found in the reference.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from distillscope.errors import TrafficError
+from distillscope.traffic.features import SCORED_FEATURES
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """alpha: target benign false-positive rate of the account threshold (0.0005).
+    strata: lower bounds of the n_requests strata (1, 5, 20, 100, 500). min_stratum: a stratum with
+    fewer reference accounts borrows its neighbours' (30). min_requests: accounts with fewer
+    requests are never flagged on their own, only through a campaign (5)."""
+
+    alpha: float = 0.0005
+    strata: tuple[int, ...] = (1, 5, 20, 100, 500)
+    min_stratum: int = 30
+    min_requests: int = 5
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.alpha < 0.5:
+            raise TrafficError(f"alpha={self.alpha} must be in (0, 0.5)", hint="e.g. 0.0005 for 0.05% benign FPR")
+        if list(self.strata) != sorted(self.strata) or self.strata[0] != 1:
+            raise TrafficError(f"strata {self.strata} must ascend from 1", hint="e.g. (1, 5, 20, 100, 500)")
+
+
+@dataclass(frozen=True)
+class FeatureEvidence:
+    """One feature's contribution to a score."""
+
+    feature: str
+    value: float
+    benign_median: float
+    p_value: float
+    meaning: str
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Benign reference feature values per stratum and the thresholds derived from them."""
+
+    config: ScoringConfig
+    reference: dict[int, dict[str, list[float]]]
+    account_threshold: float
+    campaign_threshold: float
+    n_reference: int
+    n_reference_clusters: int
+    source: str = "reference"
+    version: int = field(default=FORMAT_VERSION)
+
+    def save(self, path: str | Path) -> Path:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        data = asdict(self)
+        data["config"]["strata"] = list(self.config.strata)
+        p.write_text(json.dumps(data))
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Calibration":
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, ValueError) as exc:
+            raise TrafficError(f"calibration {p} cannot be read: {exc}",
+                               hint="create one with: distillscope traffic calibrate BENIGN_LOG -o FILE") from exc
+        if data.get("version") != FORMAT_VERSION:
+            raise TrafficError(f"calibration {p} has format version {data.get('version')}, expected "
+                               f"{FORMAT_VERSION}", hint="re-run distillscope traffic calibrate")
+        cfg = data.pop("config")
+        cfg["strata"] = tuple(cfg["strata"])
+        data["reference"] = {int(k): v for k, v in data["reference"].items()}
+        return cls(config=ScoringConfig(**cfg), **data)
+
+
+def _stratum(n: np.ndarray, strata: tuple[int, ...]) -> np.ndarray:
+    return np.searchsorted(np.asarray(strata), n, side="right") - 1
+
+
+def _reference_tables(features: pd.DataFrame, config: ScoringConfig) -> dict[int, dict[str, list[float]]]:
+    strata = _stratum(features.n_requests.to_numpy(), config.strata)
+    out: dict[int, dict[str, list[float]]] = {}
+    for s in range(len(config.strata)):
+        # Borrow neighbouring strata until enough benign accounts are in the reference.
+        lo, hi = s, s
+        while (np.isin(strata, range(lo, hi + 1)).sum() < config.min_stratum
+               and (lo > 0 or hi < len(config.strata) - 1)):
+            lo, hi = max(0, lo - 1), min(len(config.strata) - 1, hi + 1)
+        sel = features[np.isin(strata, range(lo, hi + 1))]
+        out[s] = {f: sorted(float(v) for v in sel[f].dropna()) for f in SCORED_FEATURES}
+    return out
+
+
+def _tail_p(values: np.ndarray, ref: list[float], direction: int) -> np.ndarray:
+    """Right-tail (direction +1) or left-tail (-1) empirical p-values with add-one smoothing; NaN -> 1."""
+    r = np.asarray(ref, dtype=float)
+    p = np.ones(len(values))
+    ok = ~np.isnan(values)
+    if len(r) == 0 or not ok.any():
+        return p
+    if direction > 0:
+        count = len(r) - np.searchsorted(r, values[ok], side="left")
+    else:
+        count = np.searchsorted(r, values[ok], side="right")
+    p[ok] = (1 + count) / (len(r) + 1)
+    return p
+
+
+def feature_pvalues(features: pd.DataFrame, reference: dict[int, dict[str, list[float]]],
+                    config: ScoringConfig) -> pd.DataFrame:
+    """Per entity and scored feature, the benign tail probability (1.0 where the feature is missing)."""
+    strata = _stratum(features.n_requests.to_numpy(), config.strata)
+    out = pd.DataFrame(index=features.index, columns=list(SCORED_FEATURES), dtype=float)
+    for s in np.unique(strata):
+        rows = strata == s
+        for f, (direction, _) in SCORED_FEATURES.items():
+            vals = features.loc[rows, f].to_numpy(dtype=float)
+            out.loc[rows, f] = _tail_p(vals, reference[int(s)][f], direction)
+    return out
+
+
+def score(features: pd.DataFrame, reference: dict[int, dict[str, list[float]]], config: ScoringConfig) -> np.ndarray:
+    """``sum(-log10 p)`` over the scored features of each entity."""
+    if features.empty:
+        return np.zeros(0)
+    p = feature_pvalues(features, reference, config)
+    return (-np.log10(p.to_numpy(dtype=float))).sum(axis=1)
+
+
+def calibrate_scores(account_features: pd.DataFrame, cluster_features: pd.DataFrame,
+                     config: ScoringConfig = ScoringConfig(), source: str = "reference") -> Calibration:
+    """Build a calibration from benign reference accounts (and the benign clusters found among them)."""
+    if len(account_features) < config.min_stratum:
+        raise TrafficError(f"the benign reference has only {len(account_features)} accounts",
+                           hint=f"use a reference log with at least {config.min_stratum} (better 1000+) accounts")
+    reference = _reference_tables(account_features, config)
+    ref_scores = score(account_features, reference, config)
+    eligible = ref_scores[account_features.n_requests.to_numpy() >= config.min_requests]
+    eligible = eligible if len(eligible) else ref_scores
+    if len(eligible) * config.alpha >= 1:
+        thr = float(np.quantile(eligible, 1 - config.alpha, method="higher"))
+    else:
+        thr = float(eligible.max())
+        logger.warning("benign reference of %d scored accounts is too small for alpha=%g; threshold = its max",
+                       len(eligible), config.alpha)
+    cluster_max = float(score(cluster_features, reference, config).max()) if len(cluster_features) else 0.0
+    return Calibration(config, reference, account_threshold=thr, campaign_threshold=max(thr, cluster_max),
+                       n_reference=len(account_features), n_reference_clusters=len(cluster_features),
+                       source=source)
+
+
+def evidence(row: pd.Series, pvalues: pd.Series, reference: dict[str, list[float]], top: int = 5
+             ) -> tuple[FeatureEvidence, ...]:
+    """The features that contribute most to one entity's score."""
+    order = pvalues.astype(float).sort_values().index[:top]
+    out = []
+    for f in order:
+        p = float(pvalues[f])
+        if p >= 0.5 or pd.isna(row[f]):
+            continue
+        ref = reference[f]
+        out.append(FeatureEvidence(f, float(row[f]), float(np.median(ref)) if ref else float("nan"), p,
+                                   SCORED_FEATURES[f][1]))
+    return tuple(out)
