@@ -42,7 +42,7 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(timezone.utc)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI objects
         # Take transaction control away from the sqlite3 module (see SQLAlchemy's SQLite docs):
@@ -52,7 +52,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute(f"PRAGMA synchronous = {synchronous}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
@@ -62,11 +62,13 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, durable: bool = True) -> Engine:
     """Create the engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
 
-    SQLite connections use WAL, ``synchronous=FULL`` (a committed row survives a crash),
-    foreign keys and a busy timeout; a plain ``postgresql://`` URL is mapped to psycopg 3.
+    SQLite connections use WAL, ``synchronous=FULL`` (a committed row survives a crash and a
+    power loss), foreign keys and a busy timeout; a plain ``postgresql://`` URL is mapped to
+    psycopg 3. ``durable=False`` (SQLite only) uses ``synchronous=NORMAL``: still consistent,
+    but the newest commits may roll back on power loss; the rate limiter's own engine uses it.
     """
     try:
         parsed = make_url(url)
@@ -78,7 +80,7 @@ def make_engine(url: str) -> Engine:
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, "FULL" if durable else "NORMAL")
         return engine
     if backend == "postgresql":
         if parsed.get_driver_name() in ("psycopg2", "pg8000", "asyncpg"):

@@ -15,8 +15,9 @@ import logging
 import math
 import secrets
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from distillscope.errors import GatewayError, RateLimitError
 from distillscope.gateway.accounts import Limits, Principal
+from distillscope.gateway.db import make_engine
 from distillscope.gateway.tables import rate_limit_buckets as t_buckets
 from distillscope.gateway.tables import rate_limit_leases as t_leases
 
@@ -132,14 +134,25 @@ class DatabaseRateLimiter:
 
     Each decision is one transaction holding a write lock on the key's bucket (``SELECT ... FOR
     UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so workers sharing the database
-    share the limits.
+    share the limits. Limiter state need not survive a power loss, so its commits skip the disk
+    flush (``synchronous_commit = off`` on PostgreSQL, a ``synchronous=NORMAL`` engine on
+    SQLite); the request log keeps full durability.
     """
 
     def __init__(self, engine: Engine, *, lease_ttl: float = DEFAULT_LEASE_TTL_S,
                  clock: Callable[[], float] = time.time) -> None:
+        if engine.dialect.name == "sqlite":
+            engine = make_engine(engine.url.render_as_string(hide_password=False), durable=False)
         self.engine = engine
         self.lease_ttl = lease_ttl
         self._clock = clock
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
+            yield conn
 
     def acquire(self, principal: Principal, *, est_tokens: int) -> Lease:
         limits = principal.limits.effective(principal.state)
@@ -148,7 +161,7 @@ class DatabaseRateLimiter:
         key_id, est_tokens = principal.key_id, max(0, int(est_tokens))
         lease_id = secrets.token_hex(8) if limits.max_concurrent is not None else None
         try:
-            with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+            with self._transaction() as conn:
                 now = self._clock()
                 _insert_ignore(conn, t_buckets, {"key_id": key_id, "requests": float(limits.rpm or 0),
                                                  "tokens": float(limits.tpm or 0), "updated": now})
@@ -177,7 +190,7 @@ class DatabaseRateLimiter:
 
     def _release(self, key_id: str, lease_id: str | None, tpm: int | None, refund: int) -> None:
         try:
-            with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+            with self._transaction() as conn:
                 if lease_id is not None:
                     conn.execute(t_leases.delete().where(t_leases.c.lease_id == lease_id))
                 if tpm is not None and refund:
