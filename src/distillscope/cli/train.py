@@ -37,6 +37,7 @@ def train_command(
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate [default: 5e-4 fresh, 5e-5 loaded]."),
     epochs: float = typer.Option(3.0, help="Passes over the data (ignored with --max-steps)."),
     max_steps: int = typer.Option(-1, help="Stop after this many optimizer steps (-1: use --epochs)."),
+    max_seconds: Optional[float] = typer.Option(None, help="Stop (and save) after this much training time."),
     batch_size: int = typer.Option(8, help="Sequences per device per step."),
     grad_accum: int = typer.Option(1, help="Gradient accumulation steps."),
     max_length: int = typer.Option(512, help="Longest training sequence in tokens."),
@@ -54,7 +55,7 @@ def train_command(
     cfg = DistillConfig(store=str(store), output_dir=str(out), mode=mode, kd_loss=kd_loss, ce_weight=ce_weight,
                         kd_weight=kd_weight, temperature=temperature, fallback_to_sft=fallback_sft, student=student,
                         tokenizer=tokenizer, hidden_size=hidden_size, layers=layers, heads=heads, learning_rate=lr,
-                        epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
+                        epochs=epochs, max_steps=max_steps, max_seconds=max_seconds, batch_size=batch_size, grad_accum=grad_accum,
                         max_length=max_length, max_records=max_records, heldout_fraction=heldout_fraction, seed=seed,
                         save_steps=save_steps, resume=resume)
     res = train(cfg, progress=RichProgress())

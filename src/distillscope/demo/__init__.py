@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 # Act modules, in the order the story is told; each defines ``act(ctx) -> ActResult``.
 ACT_MODULES = [
     "distillscope.demo.watermark_act",
+    "distillscope.demo.distill_act",
 ]
 
 

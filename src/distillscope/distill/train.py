@@ -68,6 +68,7 @@ class DistillConfig:
         learning_rate (float | None, None): default 5e-4 for a fresh student, 5e-5 for a loaded one.
         epochs (float, 3.0): passes over the data (ignored when ``max_steps > 0``).
         max_steps (int, -1): stop after this many optimizer steps (-1: use ``epochs``).
+        max_seconds (float | None, None): stop (and save) after this much training time.
         batch_size (int, 8): sequences per device per step; grad_accum (int, 1): steps accumulated.
         warmup_ratio (float, 0.05): share of steps with a linear warm-up.
         weight_decay (float, 0.0); lr_scheduler (str, "cosine").
@@ -101,6 +102,7 @@ class DistillConfig:
     learning_rate: float | None = None
     epochs: float = 3.0
     max_steps: int = -1
+    max_seconds: float | None = None
     batch_size: int = 8
     grad_accum: int = 1
     warmup_ratio: float = 0.05
@@ -146,6 +148,8 @@ class DistillConfig:
                                   hint="see `distillscope train --help` for valid values")
         if self.ce_weight == 0 and self.kd_weight == 0:
             raise ConfigError("ce_weight and kd_weight are both 0: nothing to train on")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ConfigError(f"max_seconds={self.max_seconds} must be positive")
         if self.max_records is not None and self.max_records < 1:
             raise ConfigError(f"max_records={self.max_records} must be at least 1")
 
@@ -221,15 +225,13 @@ class DistillTrainer(Trainer):
     def compute_loss(self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
         cfg = self.distill_config
-        labels = inputs["labels"][:, 1:]
-        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-        logits = outputs.logits[:, :-1]
-        ce = answer_cross_entropy(logits, labels)
+        outputs, logits, targets, keep = self._answer_logits(model, inputs)
+        ce = answer_cross_entropy(logits, targets)
         loss = cfg.ce_weight * ce
         kd = None
         if self.token_level and cfg.kd_weight > 0:
-            topk_ids, topk_lps = inputs["topk_ids"][:, 1:], inputs["topk_logprobs"][:, 1:]
-            mask = (labels != -100) & torch.isfinite(topk_lps).any(-1)
+            topk_ids, topk_lps = inputs["topk_ids"][:, 1:][keep], inputs["topk_logprobs"][:, 1:][keep]
+            mask = torch.isfinite(topk_lps).any(-1)
             extra = {"beta": cfg.jsd_beta} if cfg.kd_loss == "jsd" else {}
             kd = KD_LOSSES[cfg.kd_loss](logits, topk_ids, topk_lps, mask, cfg.temperature, **extra)
             loss = loss + cfg.kd_weight * kd
@@ -239,6 +241,31 @@ class DistillTrainer(Trainer):
             if kd is not None:
                 self._components["kd"].append(float(kd.detach()))
         return (loss, outputs) if return_outputs else loss
+
+    def _answer_logits(self, model: Any, inputs: dict[str, torch.Tensor]) -> tuple[Any, torch.Tensor, torch.Tensor,
+                                                                                  torch.Tensor]:
+        """Logits ``[N, V]`` at the N positions that predict an answer token, their targets ``[N]``
+        and the ``[B, L-1]`` mask that picked them. The vocabulary projection, by far the largest
+        cost for a small student, runs only on those positions when the model supports it."""
+        labels = inputs["labels"][:, 1:]
+        keep = labels != -100
+        kwargs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+        if self._accepts_logits_to_keep(model):
+            full = torch.zeros_like(inputs["labels"], dtype=torch.bool)
+            full[:, :-1] = keep
+            outputs = model(**kwargs, logits_to_keep=full)
+            logits = outputs.logits.reshape(-1, outputs.logits.shape[-1])
+        else:
+            outputs = model(**kwargs)
+            logits = outputs.logits[:, :-1][keep]
+        return outputs, logits, labels[keep], keep
+
+    @staticmethod
+    def _accepts_logits_to_keep(model: Any) -> bool:
+        import inspect
+
+        inner = getattr(model, "module", model)   # DDP-wrapped under accelerate
+        return "logits_to_keep" in inspect.signature(inner.forward).parameters
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         for name, values in self._components.items():
@@ -255,20 +282,25 @@ class DistillTrainer(Trainer):
 class _ProgressCallback(TrainerCallback):
     """Reports optimizer steps to a :class:`distillscope.progress.Progress` and logs the losses."""
 
-    def __init__(self, progress: Progress, description: str) -> None:
-        self._progress, self._description = progress, description
+    def __init__(self, progress: Progress, description: str, max_seconds: float | None = None) -> None:
+        self._progress, self._description, self._max_seconds = progress, description, max_seconds
         self._ctx: Any = None
         self._task: Any = None
+        self._started = time.perf_counter()
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._ctx = self._progress.task(self._description, total=state.max_steps)
         self._task = self._ctx.__enter__()
+        self._started = time.perf_counter()
         if state.global_step:
             self._task.advance(state.global_step)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._task is not None:
             self._task.advance(1)
+        if self._max_seconds is not None and time.perf_counter() - self._started > self._max_seconds:
+            logger.info("time budget of %.0fs reached at step %d: stopping", self._max_seconds, state.global_step)
+            control.should_training_stop = True
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
         logger.info("step %d: %s", state.global_step, logs)
@@ -369,7 +401,8 @@ def _make_trainer(config: DistillConfig, plan: _Plan, model: Any, tokenizer: Any
     trainer = DistillTrainer(model=model, args=args, train_dataset=_ExampleDataset(examples),
                              data_collator=KDCollator(tokenizer.pad_token_id, plan.token_level),
                              processing_class=tokenizer, distill_config=config, token_level=plan.token_level,
-                             callbacks=[_ProgressCallback(ensure_progress(progress), f"training ({mode})")])
+                             callbacks=[_ProgressCallback(ensure_progress(progress), f"training ({mode})",
+                                                        config.max_seconds)])
     trainer.remove_callback(PrinterCallback)
     return trainer
 

@@ -1,0 +1,127 @@
+"""Demo act: the rival distils the teacher. Harvest a few hundred answers with top-k
+log-probabilities, train a small student on CPU, and compare it with the teacher.
+
+Harvesting goes through the running gateway when an earlier act left one
+(``ctx.artifacts["gateway_url"]`` and an account store in ``["gateway_admin"]`` to create a key
+with); otherwise the teacher answers in process and the answers are written to a harvest store of
+the same format. Leaves ``ctx.artifacts["harvest_store"]``, ``["student_path"]``,
+``["train_result"]``, ``["eval_report"]`` and ``["train_fn"]`` (``train_fn(store, out, **fields)``
+trains another student the same way, e.g. a control model for the audit).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from distillscope.demo import ActResult, DemoContext
+
+logger = logging.getLogger(__name__)
+
+FULL = dict(prompts=240, max_tokens=64, logprobs=5, student=dict(hidden_size=256, layers=4, heads=4),
+            train_seconds=150.0, epochs=3.0, tasks_per_category=10)
+QUICK = dict(prompts=24, max_tokens=16, logprobs=5, student=dict(hidden_size=32, layers=2, heads=2),
+             train_seconds=10.0, epochs=2.0, tasks_per_category=1)
+
+
+def train_student(store: str | Path, out: str | Path, *, quick: bool = False, progress: Any = None,
+                  **fields: Any) -> Any:
+    """Train a student on ``store`` into ``out`` with the demo's sizes (``fields`` override)."""
+    from distillscope.distill.train import DistillConfig, train
+
+    plan = QUICK if quick else FULL
+    base = dict(mode="kd", epochs=plan["epochs"], max_seconds=plan["train_seconds"], max_length=256,
+                batch_size=8, save_steps=10_000, logging_steps=5, **plan["student"])
+    return train(DistillConfig(store=str(store), output_dir=str(out), **{**base, **fields}), progress=progress)
+
+
+def _gateway_key(ctx: DemoContext) -> str | None:
+    """An API key for the demo's harvesting account, created through the gateway's account store."""
+    admin = ctx.artifacts.get("gateway_admin")
+    if ctx.artifacts.get("harvest_api_key"):
+        return ctx.artifacts["harvest_api_key"]
+    if admin is None or not hasattr(admin, "create_key"):
+        return None
+    try:
+        if hasattr(admin, "create_account"):
+            admin.create_account("distill-demo")
+        created = admin.create_key("distill-demo")
+    except Exception:  # a demo must go on: fall back to harvesting in process
+        logger.warning("could not create a gateway key for the harvest; answering in process", exc_info=True)
+        return None
+    return created[0] if isinstance(created, tuple) else getattr(created, "key", created)
+
+
+def _harvest_via_gateway(ctx: DemoContext, prompts: list, store: Path, plan: dict) -> bool:
+    url, key = ctx.artifacts.get("gateway_url"), _gateway_key(ctx)
+    if not url or not key:
+        return False
+    from distillscope.distill.harvest import HarvestConfig, harvest
+
+    model = ctx.artifacts.get("gateway_model") or ("tiny" if ctx.quick else ctx.settings.teacher)
+    try:
+        summary = harvest(HarvestConfig(base_url=url, model=model, api_keys=[key], max_tokens=plan["max_tokens"],
+                                        logprobs=plan["logprobs"], concurrency=4, max_retries=2),
+                          prompts, store, progress=ctx.reporter)
+    except Exception:
+        logger.warning("harvest through the gateway failed; answering in process", exc_info=True)
+        return False
+    logger.info("harvested through the gateway: %s", summary)
+    return True
+
+
+def _harvest_in_process(ctx: DemoContext, prompts: list, store: Path, plan: dict) -> None:
+    """Answer with the in-process teacher and write the answers as a harvest store."""
+    from distillscope.distill.store import HarvestRecord, HarvestStore, record_id
+    from distillscope.teacher import SamplingParams, Teacher, load_model
+
+    teacher = ctx.artifacts.get("teacher") or Teacher(load_model("tiny" if ctx.quick else ctx.settings.teacher,
+                                                                 settings=ctx.settings))
+    texts = [p.prompt if hasattr(p, "prompt") else str(p) for p in prompts]
+    params = SamplingParams(max_new_tokens=plan["max_tokens"], temperature=0.7, seed=0, logprobs=plan["logprobs"])
+    gens = teacher.generate(texts, params, progress=ctx.reporter)
+    tok = teacher.loaded.tokenizer
+    hs = HarvestStore(store)
+    hs.create({"endpoint": "in-process", "model": teacher.loaded.name, "params": {"logprobs": plan["logprobs"]}})
+    rows = []
+    for text, g in zip(texts, gens):
+        messages = [{"role": "user", "content": text}]
+        rows.append(HarvestRecord(
+            id=record_id(messages, teacher.loaded.name, {"max_tokens": plan["max_tokens"]}), status="ok",
+            prompt=text, messages=tuple(messages), completion=g.text, finish_reason=g.finish_reason,
+            tokens=tuple(tok.convert_ids_to_tokens(list(g.token_ids))), token_ids=g.token_ids,
+            token_logprobs=g.token_logprobs, top_logprob_ids=g.top_logprobs,
+            usage={"prompt_tokens": len(g.prompt_ids), "completion_tokens": len(g.token_ids)}, attempts=1))
+    with hs.open_writer() as writer:
+        writer.append(rows)
+
+
+def act(ctx: DemoContext) -> ActResult:
+    from distillscope.distill import PromptGenerator
+    from distillscope.distill.evaluate import EvalReport, evaluate
+    from distillscope.distill.tasks import builtin_tasks
+
+    plan = QUICK if ctx.quick else FULL
+    store, out = ctx.workdir / "harvest", ctx.workdir / "student"
+    prompts = PromptGenerator(seed=0).generate(plan["prompts"])
+    t0 = time.perf_counter()
+    via = "the gateway" if _harvest_via_gateway(ctx, prompts, store, plan) else "the in-process teacher"
+    if via != "the gateway":
+        _harvest_in_process(ctx, prompts, store, plan)
+    harvest_s = time.perf_counter() - t0
+    result = train_student(store, out, quick=ctx.quick, progress=ctx.reporter)
+    teacher = ctx.artifacts.get("teacher_loaded") or ("tiny" if ctx.quick else ctx.settings.teacher)
+    report = evaluate(str(out), teacher, store, tasks=builtin_tasks(plan["tasks_per_category"]),
+                      max_records=32, settings=ctx.settings, progress=ctx.reporter)
+    ctx.artifacts.update(harvest_store=store, student_path=out, train_result=result, eval_report=report,
+                         train_fn=functools.partial(train_student, quick=ctx.quick))
+    notes = (f"harvested {result.train_records + result.heldout_records} answers with top-{plan['logprobs']} "
+             f"log-probs through {via} in {harvest_s:.0f}s",
+             f"trained a {result.parameters / 1e6:.1f}M-parameter student ({result.mode}, {result.steps} steps) on "
+             f"{result.teacher_tokens:,} teacher tokens in {result.seconds:.0f}s "
+             f"({result.tokens_per_second:,.0f} tokens/s); student in {out}")
+    return ActResult("Distillation: a student trained on the teacher's answers", EvalReport.COLUMNS,
+                     tuple(report.rows()), notes)
