@@ -141,7 +141,7 @@ class DatabaseRateLimiter:
 
     def __init__(self, engine: Engine, *, lease_ttl: float = DEFAULT_LEASE_TTL_S,
                  clock: Callable[[], float] = time.time) -> None:
-        if engine.dialect.name == "sqlite":
+        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
             engine = make_engine(engine.url.render_as_string(hide_password=False), durable=False)
         self.engine = engine
         self.lease_ttl = lease_ttl
