@@ -8,6 +8,7 @@ imports when ``distillscope serve --workers N`` runs several worker processes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -84,7 +85,7 @@ def _lifespan(own_engine: bool):
         if state.backend is None:
             state.backend = await run_in_threadpool(make_backend, state.settings, state.config.batching)
         if isinstance(state.backend, LocalBackend):
-            state.backend.batcher.on_batch = state.metrics.batch_size.observe
+            state.backend.batch_observers.append(state.metrics.batch_size.observe)
         if not state.backend.info.watermarked:
             logger.warning("the gateway serves UNWATERMARKED outputs (%s backend)", state.backend.info.kind)
         await state.backend.start()
@@ -96,6 +97,8 @@ def _lifespan(own_engine: bool):
             yield
         finally:
             state.ready = False
+            if state.pending:
+                await asyncio.gather(*state.pending, return_exceptions=True)
             await state.backend.close()
             if own_engine:
                 state.engine.dispose()

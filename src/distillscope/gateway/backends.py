@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, AsyncIterator, Sequence
+from collections import Counter
+from typing import Any, AsyncIterator, Callable, Sequence
 
 from distillscope.errors import GatewayError
 from distillscope.gateway import responses
@@ -124,8 +125,9 @@ class LocalBackend(GeneratingBackend):
         self.fingerprint = f"fp_{fingerprint[:12]}" if fingerprint else None
         self.info = BackendInfo(kind="local", model_ids=tuple(dict.fromkeys(model_ids)), watermarked=True,
                                 watermark=dict(watermark))
-        self.batch_sizes: list[int] = []
-        self.batcher: DynamicBatcher = DynamicBatcher(self._run_batch, batching, on_batch=self.batch_sizes.append)
+        self.batch_counts: Counter[int] = Counter()   # batch size -> number of generate calls
+        self.batch_observers: list[Callable[[int], None]] = []
+        self.batcher: DynamicBatcher = DynamicBatcher(self._run_batch, batching, on_batch=self._on_batch)
         self._token_text: dict[int, str] = {}
 
     @classmethod
@@ -147,6 +149,11 @@ class LocalBackend(GeneratingBackend):
                    watermark=scheme.config(), batching=batching,
                    context_length=getattr(config, "max_position_embeddings", None),
                    fingerprint=getattr(loaded, "fingerprint", None))
+
+    def _on_batch(self, size: int) -> None:
+        self.batch_counts[size] += 1
+        for observe in self.batch_observers:
+            observe(size)
 
     async def start(self) -> None:
         await self.batcher.start()

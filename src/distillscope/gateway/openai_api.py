@@ -168,9 +168,11 @@ async def _sse_events(state: GatewayState, ctx: recording.RequestContext, first:
             yield sse(item)
         raise GatewayError("the backend ended the stream without a summary", code="stream_incomplete")
     except (asyncio.CancelledError, GeneratorExit):
-        if not ctx.logged:  # client went away: the row is still written
-            asyncio.get_running_loop().create_task(
+        if not ctx.logged:  # client went away: the row is still written (awaited at shutdown)
+            task = asyncio.get_running_loop().create_task(
                 recording.record(state, ctx, 499, error="client_disconnected"))
+            state.pending.add(task)
+            task.add_done_callback(state.pending.discard)
         raise
     except Exception as exc:
         code = getattr(exc, "code", None) or "internal_error"

@@ -82,6 +82,7 @@ class GatewayState:
     guards: Sequence[Any] = ()
     guard_lock: threading.Lock = field(default_factory=threading.Lock)
     ready: bool = False
+    pending: set[Any] = field(default_factory=set)   # log writes of disconnected streams
 
 
 def get_state(request: Request) -> GatewayState:
