@@ -115,3 +115,15 @@ def teacher_loaded(model_settings):
     from distillscope.teacher import load_model
 
     return load_model("smollm2", settings=model_settings, dtype="bfloat16")
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Run a module's tiny-model tests on one torch thread: far faster on a shared, busy CPU
+    (oversubscribed OpenMP threads spin). Use with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

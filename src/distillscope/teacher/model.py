@@ -61,12 +61,12 @@ class LoadedModel:
             raise InputDataError("cannot encode an empty text", hint="pass non-empty text")
         return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 
-    def _as_ids(self, items: Sequence[str | Sequence[int]]) -> list[list[int]]:
+    def _as_ids(self, items: Sequence[str | Sequence[int]], min_len: int = 2) -> list[list[int]]:
         out = []
         for i, item in enumerate(items):
             ids = self.encode_text(item) if isinstance(item, str) else [int(t) for t in item]
-            if len(ids) < 2:
-                raise InputDataError(f"item {i} has {len(ids)} token(s); scoring needs at least 2",
+            if len(ids) < min_len:
+                raise InputDataError(f"item {i} has {len(ids)} token(s); scoring needs at least {min_len}",
                                      hint="pass longer texts or token sequences")
             out.append(ids)
         return out
@@ -114,7 +114,7 @@ class LoadedModel:
 
         if not 1 <= k <= 1000:
             raise InputDataError(f"k must be between 1 and 1000, got {k}")
-        seqs = self._as_ids(items)
+        seqs = self._as_ids(items, min_len=1)
         out: list[TokenTopK | None] = [None] * len(seqs)
         for index, ids, logits in self._logits_batches(seqs, batch_size):
             top = torch.log_softmax(logits, dim=-1).topk(k, dim=-1)

@@ -56,6 +56,14 @@ class Teacher:
             eos_token_id=self._eos_ids(), bos_token_id=self.loaded.tokenizer.bos_token_id,
             return_dict_in_generate=True, use_cache=True)
 
+    def _watermark_processor(self, params: SamplingParams):
+        """The scheme's processor, told the sampling parameters (the Gumbel scheme samples itself).
+
+        Greedy requests (temperature 0) pass temperature 1: a keyed sampler has no greedy mode.
+        """
+        temperature = params.temperature if params.temperature > 0 else 1.0
+        return self.watermark.processor(temperature=temperature, top_k=params.top_k, top_p=params.top_p)
+
     def generate(self, prompts: Sequence[str | Sequence[dict[str, str]]], params: SamplingParams | None = None, *,
                  watermark: bool = True, batch_size: int = 8, chat: bool | None = None,
                  progress: Progress | None = None) -> list[Generation]:
@@ -100,7 +108,7 @@ class Teacher:
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], dtype=torch.long)
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], dtype=torch.long)
         recorder = make_recorder(params.logprobs)
-        processors = [self.watermark.processor()] if use_wm else []
+        processors = [self._watermark_processor(params)] if use_wm else []
         stopping = StoppingCriteriaList([make_stop_criteria(self.loaded.tokenizer, params.stop, width)]
                                         if params.stop else [])
         device = self.loaded.model.device
