@@ -233,3 +233,16 @@ def test_cli_logs_export_prune_usage(capsys, tmp_path, isolated_home):
     assert [(r.request_id, r.prompt) for r in rl.query()] == [("r1", None), ("r2", "p2"), ("r3", "p3")]
     code, out, _ = _run(capsys, "logs", "usage")
     assert code == 0 and "acct_x" in out and "3" in out
+
+
+def test_docs_python_example_runs(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "gateway-admin.md"
+    code = re.search(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, str(page), "exec"), {"__name__": "docs_example"})  # noqa: S102 - our own docs
+    store = AccountStore(make_engine(f"sqlite:///{tmp_path / 'gateway.sqlite'}"))
+    assert store.get_account("acme").keys[0].state is KeyState.SUSPENDED
+    assert (tmp_path / "log.parquet").exists()

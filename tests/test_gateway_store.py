@@ -336,3 +336,24 @@ def test_a_crash_loses_no_acknowledged_request(tmp_path):
     assert proc.exitcode == 9
     stored = {r.request_id for r in RequestLog(make_engine(url)).query()}
     assert set(acked) <= stored and len(acked) == 25
+
+
+@pytest.mark.parametrize("kind", ["key", "account"])
+def test_concurrent_guards_only_ever_escalate(engine, kind):
+    import threading
+
+    store = AccountStore(engine)
+    acct = store.create_account("acme")
+    _, key = store.create_key("acme")
+    target = key.key_id if kind == "key" else acct.account_id
+    states = ["throttled", "suspended", "revoked", "throttled", "suspended", "throttled"] * 2
+    threads = [threading.Thread(target=apply_actions, args=(store, [EnforcementAction(
+        kind, target, st, reason=f"guard {i}", actor=f"guard-{i}")])) for i, st in enumerate(states)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    changes = [e for e in reversed(store.audit_log(target=target, limit=100)) if e.action == "state"]
+    severities = [e.new_state.severity for e in changes]
+    assert severities == sorted(set(severities)) and changes[-1].new_state is KeyState.REVOKED
+    assert all(e.old_state.severity < e.new_state.severity for e in changes)

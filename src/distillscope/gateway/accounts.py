@@ -17,10 +17,11 @@ import logging
 import re
 import secrets
 import string
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -181,6 +182,12 @@ class AccountStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    @contextmanager
+    def _locked(self) -> Iterator[Connection]:
+        """A write transaction that holds its locks from the first read (SQLite: BEGIN IMMEDIATE)."""
+        with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+            yield conn
+
     # -- accounts ----------------------------------------------------------------------------
     def create_account(self, name: str, *, limits: Limits = Limits(), actor: str = "cli") -> AccountInfo:
         if not isinstance(name, str) or not _NAME_RE.match(name) or name.startswith("acct_"):
@@ -228,13 +235,19 @@ class AccountStore:
         log.info("limits of account %s set by %s", row.account_id, actor)
 
     def set_account_state(self, account: str, state: KeyState | str, *, reason: str, actor: str,
-                          evidence: dict | None = None) -> None:
-        """Set an account's state; it applies to all its keys. Revoking also revokes every key."""
+                          evidence: dict | None = None, only_escalate: bool = False) -> bool:
+        """Set an account's state; it applies to all its keys. Revoking also revokes every key.
+
+        ``only_escalate``: change nothing unless ``state`` is stricter than the current one (checked
+        under a row lock, so concurrent callers cannot lower a state). Returns whether it changed.
+        """
         state = KeyState.parse(state)
         _require_reason(reason)
-        with self.engine.begin() as conn:
-            row = _account_row(conn, account)
+        with self._locked() as conn:
+            row = _account_row(conn, account, for_update=True)
             old = KeyState(row.state)
+            if only_escalate and state.severity <= old.severity:
+                return False
             if old is KeyState.REVOKED and state is not KeyState.REVOKED:
                 raise GatewayError(f"account {row.account_id} is revoked and cannot become {state.value}",
                                    hint="create a new account instead", code="account_revoked")
@@ -247,6 +260,7 @@ class AccountStore:
                              .values(state=KeyState.REVOKED.value, revoked_at=now))
             _audit(conn, "account", row.account_id, "state", old, state, reason, actor, evidence)
         log.info("account %s: %s -> %s by %s", row.account_id, old.value, state.value, actor)
+        return True
 
     # -- keys --------------------------------------------------------------------------------
     def create_key(self, account: str, *, actor: str = "cli") -> tuple[str, KeyInfo]:
@@ -267,12 +281,15 @@ class AccountStore:
             return _key_info(_key_row(conn, key_id))
 
     def set_key_state(self, key_id: str, state: KeyState | str, *, reason: str, actor: str,
-                      evidence: dict | None = None) -> None:
+                      evidence: dict | None = None, only_escalate: bool = False) -> bool:
+        """Set a key's state (see :meth:`set_account_state` for ``only_escalate``); returns whether it changed."""
         state = KeyState.parse(state)
         _require_reason(reason)
-        with self.engine.begin() as conn:
-            row = _key_row(conn, key_id)
+        with self._locked() as conn:
+            row = _key_row(conn, key_id, for_update=True)
             old = KeyState(row.state)
+            if only_escalate and state.severity <= old.severity:
+                return False
             if old is KeyState.REVOKED and state is not KeyState.REVOKED:
                 raise GatewayError(f"API key {key_id} is revoked and cannot become {state.value}",
                                    hint="create or rotate to a new key", code="key_revoked")
@@ -281,6 +298,7 @@ class AccountStore:
                 state=state.value, revoked_at=now if state is KeyState.REVOKED else None))
             _audit(conn, "key", row.key_id, "state", old, state, reason, actor, evidence)
         log.info("key %s: %s -> %s by %s", key_id, old.value, state.value, actor)
+        return True
 
     def rotate_key(self, key_id: str, *, actor: str) -> tuple[str, KeyInfo]:
         """Issue a new key for the same account and revoke the old one, in one transaction."""
@@ -361,17 +379,18 @@ def _row_limits(row: Any) -> Limits:
     return Limits(rpm=row.rpm, tpm=row.tpm, max_concurrent=row.max_concurrent, throttle_factor=row.throttle_factor)
 
 
-def _account_row(conn: Connection, id_or_name: str) -> Any:
-    row = conn.execute(sa.select(t_accounts).where(
-        sa.or_(t_accounts.c.account_id == id_or_name, t_accounts.c.name == id_or_name))).first()
+def _account_row(conn: Connection, id_or_name: str, *, for_update: bool = False) -> Any:
+    q = sa.select(t_accounts).where(sa.or_(t_accounts.c.account_id == id_or_name, t_accounts.c.name == id_or_name))
+    row = conn.execute(q.with_for_update() if for_update else q).first()
     if row is None:
         raise GatewayError(f"account {id_or_name!r} does not exist",
                            hint="list accounts with `distillscope accounts list`", code="account_not_found")
     return row
 
 
-def _key_row(conn: Connection, key_id: str) -> Any:
-    row = conn.execute(sa.select(t_keys).where(t_keys.c.key_id == key_id)).first()
+def _key_row(conn: Connection, key_id: str, *, for_update: bool = False) -> Any:
+    q = sa.select(t_keys).where(t_keys.c.key_id == key_id)
+    row = conn.execute(q.with_for_update() if for_update else q).first()
     if row is None:
         raise GatewayError(f"API key id {key_id!r} does not exist",
                            hint="key ids are the 12 hex characters after 'ds-'; see `distillscope accounts show`",

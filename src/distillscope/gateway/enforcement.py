@@ -51,33 +51,28 @@ class RequestGuard(Protocol):
     def observe(self, record: RequestRecord) -> Sequence[EnforcementAction]: ...
 
 
-def _current_state(store: AccountStore, action: EnforcementAction) -> KeyState:
-    if action.target_kind == "key":
-        return store.get_key(action.target_id).state
-    return store.get_account(action.target_id).state
-
-
 def apply_actions(store: AccountStore, actions: Iterable[EnforcementAction]) -> list[EnforcementAction]:
     """Apply the actions that escalate the target's current state; return those applied.
 
-    Actions that would keep or lower a state are skipped; actions naming an unknown target are
-    logged and skipped, so one bad proposal cannot stop the others.
+    The comparison with the current state happens under a row lock in the same transaction as
+    the change (``only_escalate``), so concurrent guards and operators cannot race a state down.
+    Actions naming an unknown target are logged and skipped, so one bad proposal cannot stop
+    the others.
     """
     applied: list[EnforcementAction] = []
     for action in actions:
+        setter = store.set_key_state if action.target_kind == "key" else store.set_account_state
         try:
-            current = _current_state(store, action)
-            if action.state.severity <= current.severity:
-                log.debug("skipping %s %s -> %s: already %s", action.target_kind, action.target_id,
-                          action.state.value, current.value)
-                continue
-            setter = store.set_key_state if action.target_kind == "key" else store.set_account_state
-            setter(action.target_id, action.state, reason=action.reason, actor=action.actor,
-                   evidence=action.evidence)
+            changed = setter(action.target_id, action.state, reason=action.reason, actor=action.actor,
+                             evidence=action.evidence, only_escalate=True)
         except GatewayError as exc:
             log.warning("enforcement action on %s %s not applied: %s", action.target_kind, action.target_id, exc)
             continue
-        log.info("enforcement: %s %s %s -> %s by %s (%s)", action.target_kind, action.target_id,
-                 current.value, action.state.value, action.actor, action.reason)
+        if not changed:
+            log.debug("skipping %s %s -> %s: already as strict", action.target_kind, action.target_id,
+                      action.state.value)
+            continue
+        log.info("enforcement: %s %s -> %s by %s (%s)", action.target_kind, action.target_id,
+                 action.state.value, action.actor, action.reason)
         applied.append(action)
     return applied
