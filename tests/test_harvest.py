@@ -360,6 +360,26 @@ def test_resume_after_the_process_is_killed_mid_run(tmp_path):
     assert not HarvestStore(store).stats().torn_tail
 
 
+# --- our own gateway ----------------------------------------------------------------------------
+
+def test_harvest_through_the_distillscope_gateway(tmp_path):
+    from distillscope.gateway import Limits, ServerThread, StubBackend, create_app
+    from distillscope.settings import load_settings
+
+    app = create_app(load_settings(home=tmp_path / "gw"), backend=StubBackend())
+    with ServerThread(app) as srv:
+        gw = app.state.gateway
+        gw.store.create_account("rival", limits=Limits(rpm=None, tpm=None, max_concurrent=None))
+        keys = [gw.store.create_key("rival")[0] for _ in range(2)]
+        items = PromptGenerator(seed=9).generate(10)
+        s = harvest(HarvestConfig(base_url=srv.url, model="stub-echo", api_keys=keys, max_tokens=8, logprobs=2),
+                    items, tmp_path / "h")
+    assert (s.ok, s.failed, s.token_ids) == (10, 0, True)
+    recs = list(HarvestStore(tmp_path / "h").ok_records())
+    assert {r.key_alias for r in recs} == {"key-0", "key-1"}
+    assert all(r.completion.startswith("echo: ") and r.token_ids and len(r.top_logprob_ids[0]) == 2 for r in recs)
+
+
 # --- CLI ------------------------------------------------------------------------------------
 
 def test_cli_harvest_from_a_prompt_file_and_prompts_generate(server, tmp_path, capsys):

@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -228,12 +228,10 @@ class _Run:
 
     def record(self, job: HarvestPrompt, status: str, result: Completion | None, error: HarvestError | None,
                attempts: int, key: ApiKey | None) -> HarvestRecord:
-        fields: dict[str, Any] = {}
-        if result is not None:
-            fields = asdict(result)
+        parts = {f.name: getattr(result, f.name) for f in fields(result)} if result is not None else {}
         return HarvestRecord(id=job.id, status=status, prompt=job.prompt, messages=tuple(job.messages), error=error,
                              attempts=attempts, key_alias=key.alias if key else None, category=job.category,
-                             topic=job.topic, template_id=job.template_id, ts=_now(), **fields)
+                             topic=job.topic, template_id=job.template_id, ts=_now(), **parts)
 
     def collect(self, rec: HarvestRecord) -> None:
         self.counts["attempted"] += 1
