@@ -1,0 +1,93 @@
+"""Our watermarked corpus: the outputs the rival harvested (or just our watermarked outputs).
+
+Accepted: a harvest store directory (``manifest.json`` + ``records.jsonl``) or a JSONL file of
+objects with ``prompt`` and ``completion`` (also ``text``/``answer``); records may carry the
+``watermark_key_id`` they were generated with, which is checked against our key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from distillscope.audit.radioactivity import TokenText
+from distillscope.errors import AuditError, DistillscopeError
+from distillscope.records import read_jsonl
+
+
+@dataclass(frozen=True)
+class CorpusRecord:
+    prompt: str
+    completion: str
+
+
+@dataclass(frozen=True)
+class WatermarkedCorpus:
+    """The corpus, its sha256 and the watermark key ids its records name (if any)."""
+
+    path: str
+    records: tuple[CorpusRecord, ...]
+    sha256: str
+    key_ids: frozenset[str]
+
+    @property
+    def prompts(self) -> list[str]:
+        """Distinct prompts, in first-seen order."""
+        return list(dict.fromkeys(r.prompt for r in self.records if r.prompt))
+
+
+def _records_from_rows(rows: Sequence[Any]) -> tuple[list[CorpusRecord], set[str]]:
+    out, key_ids = [], set()
+    for row in rows:
+        if isinstance(row, str):
+            out.append(CorpusRecord("", row))
+            continue
+        if not isinstance(row, dict) or row.get("status", "ok") != "ok":
+            continue
+        text = next((row[f] for f in ("completion", "text", "answer") if isinstance(row.get(f), str)), None)
+        if text and text.strip():
+            out.append(CorpusRecord(row.get("prompt") if isinstance(row.get("prompt"), str) else "", text))
+        if isinstance(row.get("watermark_key_id"), str):
+            key_ids.add(row["watermark_key_id"])
+    return out, key_ids
+
+
+def load_corpus(path: str | Path) -> WatermarkedCorpus:
+    """Read a watermarked corpus; a missing, unreadable or empty corpus raises :class:`AuditError`."""
+    p = Path(path)
+    files = [p / "manifest.json", p / "records.jsonl"] if p.is_dir() else [p]
+    if not all(f.is_file() for f in files):
+        raise AuditError(f"watermarked corpus {p} does not exist or is not a harvest store",
+                         hint="pass --corpus FILE.jsonl (prompt/completion records) or a harvest store directory")
+    try:
+        rows = read_jsonl(files[-1])
+        manifest = json.loads(files[0].read_text(encoding="utf-8")) if p.is_dir() else {}
+    except (DistillscopeError, json.JSONDecodeError) as exc:
+        raise AuditError(f"watermarked corpus {p} cannot be read: {exc}",
+                         hint="one JSON object per line with 'prompt' and 'completion'") from None
+    records, key_ids = _records_from_rows(rows)
+    for field in ("watermark_key_id", "key_id"):
+        if isinstance(manifest.get(field), str):
+            key_ids.add(manifest[field])
+    if not records:
+        raise AuditError(f"watermarked corpus {p} holds no completions",
+                         hint="each record needs a non-empty 'completion' (harvest records with status ok)")
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.read_bytes())
+    return WatermarkedCorpus(str(p), tuple(records), digest.hexdigest(), frozenset(key_ids))
+
+
+def tokenize_corpus(corpus: WatermarkedCorpus, tokenizer: Any,
+                    encode_prompt: Callable[[str], list[int]] | None = None) -> list[TokenText]:
+    """Token ids of every record: the prompt as the model sees it (chat template) and the answer."""
+    texts = []
+    for rec in corpus.records:
+        prompt_ids = encode_prompt(rec.prompt) if (encode_prompt and rec.prompt) else []
+        answer = tokenizer.encode(rec.completion, add_special_tokens=False)
+        if answer:
+            texts.append(TokenText(tuple(int(i) for i in prompt_ids), tuple(int(i) for i in answer)))
+    return texts
