@@ -274,7 +274,7 @@ def test_request_log_export_round_trip(engine, tmp_path, fmt, monkeypatch):
         for row in rows:
             row["ts"] = datetime.fromisoformat(row["ts"])
     assert [r["request_id"] for r in rows] == [f"req-{i:05d}" for i in range(1, 7)]
-    for row, rec in zip(rows, records[1:7]):
+    for row, rec in zip(rows, records[1:7], strict=True):
         assert json.loads(row.pop("params")) == rec.params
         expected = {k: v for k, v in vars(rec).items() if k != "params"}
         assert row == expected
@@ -297,8 +297,7 @@ def test_export_is_atomic_and_validates_format(sqlite_engine, tmp_path):
 def test_retention_redacts_then_deletes(engine):
     rl = RequestLog(engine)
     now = T0 + timedelta(days=400)
-    ages = {"old": 380, "mid": 40, "new": 5}
-    for i, (name, days) in enumerate(ages.items()):
+    for i, days in enumerate([380, 40, 5]):  # old, mid, new
         rl.write(_record(i, ts=now - timedelta(days=days)))
     res = rl.apply_retention(redact_prompts_after=timedelta(days=30), delete_after=timedelta(days=365), now=now)
     assert (res.redacted, res.deleted) == (1, 1)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Any, Iterator, Optional
 
 import typer
 
@@ -54,13 +55,18 @@ def _limit_value(text: str | None, option: str) -> object:
             from None
 
 
-def _store(ctx: typer.Context):
+@contextmanager
+def _open(ctx: typer.Context) -> Iterator[tuple[Any, Any]]:
+    """The migrated gateway database of the settings, as (engine, AccountStore); disposed after."""
     from distillscope.gateway.accounts import AccountStore
     from distillscope.gateway.db import make_engine, upgrade_database
 
     engine = make_engine(state(ctx).settings().resolved_database_url)
-    upgrade_database(engine)
-    return engine, AccountStore(engine)
+    try:
+        upgrade_database(engine)
+        yield engine, AccountStore(engine)
+    finally:
+        engine.dispose()
 
 
 def _fmt(limit: int | None) -> str:
@@ -72,12 +78,6 @@ def _show_key_once(plaintext: str, key_id: str) -> None:
     typer.echo(plaintext)
 
 
-RPM = typer.Option(None, "--rpm", help="Requests per minute ('none' = unlimited).")
-TPM = typer.Option(None, "--tpm", help="Tokens per minute ('none' = unlimited).")
-CONC = typer.Option(None, "--concurrency", help="Concurrent requests ('none' = unlimited).")
-FACTOR = typer.Option(None, "--throttle-factor", help="Limit multiplier while throttled, in (0, 1].")
-
-
 def _limit_changes(rpm: str | None, tpm: str | None, conc: str | None, factor: float | None) -> dict:
     """The limit fields given on the command line (validated before anything is touched)."""
     changes = {k: v for k, v in (("rpm", _limit_value(rpm, "--rpm")), ("tpm", _limit_value(tpm, "--tpm")),
@@ -87,118 +87,12 @@ def _limit_changes(rpm: str | None, tpm: str | None, conc: str | None, factor: f
     return changes
 
 
-def _register_accounts(accounts: typer.Typer) -> None:
-    @accounts.command("create")
-    def create(ctx: typer.Context, name: str = typer.Argument(..., help="Account name (unique)."),
-               rpm: Optional[str] = RPM, tpm: Optional[str] = TPM, concurrency: Optional[str] = CONC,
-               throttle_factor: Optional[float] = FACTOR,
-               key: bool = typer.Option(True, "--key/--no-key", help="Also create a first API key.")) -> None:
-        """Create an account (and its first API key, printed once)."""
-        from distillscope.gateway.accounts import Limits
-
-        limits = replace(Limits(), **_limit_changes(rpm, tpm, concurrency, throttle_factor))
-        _, store = _store(ctx)
-        info = store.create_account(name, limits=limits, actor="cli")
-        err_console.print(f"account {info.account_id} ({info.name}) created: rpm={_fmt(limits.rpm)} "
-                          f"tpm={_fmt(limits.tpm)} concurrency={_fmt(limits.max_concurrent)}")
-        if key:
-            plaintext, k = store.create_key(info.account_id, actor="cli")
-            _show_key_once(plaintext, k.key_id)
-
-    @accounts.command("add-key")
-    def add_key(ctx: typer.Context, account: str = typer.Argument(..., help="Account id or name.")) -> None:
-        """Create another API key for an account (printed once)."""
-        _, store = _store(ctx)
-        plaintext, k = store.create_key(account, actor="cli")
-        _show_key_once(plaintext, k.key_id)
-
-    @accounts.command("list")
-    def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON lines.")) -> None:
-        """List accounts with their state, limits and number of active keys."""
-        _, store = _store(ctx)
-        rows = store.list_accounts()
-        if as_json:
-            for a in rows:
-                typer.echo(json.dumps(_account_json(a)))
-            return
-        print_table("accounts", ["id", "name", "state", "rpm", "tpm", "concurrency", "keys (active/all)"],
-                    [[a.account_id, a.name, a.state.value, _fmt(a.limits.rpm), _fmt(a.limits.tpm),
-                      _fmt(a.limits.max_concurrent),
-                      f"{sum(k.state.value != 'revoked' for k in a.keys)}/{len(a.keys)}"] for a in rows])
-
-    @accounts.command("show")
-    def show(ctx: typer.Context, account: str = typer.Argument(..., help="Account id or name."),
-             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-        """Show one account, its keys and its recent audit entries."""
-        _, store = _store(ctx)
-        a = store.get_account(account)
-        if as_json:
-            typer.echo(json.dumps(_account_json(a)))
-            return
-        console.print(f"[bold]{a.name}[/] {a.account_id}  state={a.state.value}  rpm={_fmt(a.limits.rpm)} "
-                      f"tpm={_fmt(a.limits.tpm)} concurrency={_fmt(a.limits.max_concurrent)} "
-                      f"throttle_factor={a.limits.throttle_factor}", highlight=False)
-        print_table("keys", ["key id", "shown as", "state", "created", "revoked"],
-                    [[k.key_id, k.display, k.state.value, k.created_at.isoformat(timespec="seconds"),
-                      k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else ""] for k in a.keys])
-        _print_audit(store.audit_log(target=a.account_id, limit=20))
-
-    @accounts.command("limits")
-    def limits(ctx: typer.Context, account: str = typer.Argument(..., help="Account id or name."),
-               rpm: Optional[str] = RPM, tpm: Optional[str] = TPM, concurrency: Optional[str] = CONC,
-               throttle_factor: Optional[float] = FACTOR) -> None:
-        """Show or change an account's per-key limits."""
-        changes = _limit_changes(rpm, tpm, concurrency, throttle_factor)
-        _, store = _store(ctx)
-        a = store.get_account(account)
-        new, changed = replace(a.limits, **changes), bool(changes)
-        if changed:
-            store.set_limits(a.account_id, new, actor="cli")
-        console.print(f"{a.name} ({a.account_id}): rpm={_fmt(new.rpm)} tpm={_fmt(new.tpm)} "
-                      f"concurrency={_fmt(new.max_concurrent)} throttle_factor={new.throttle_factor}"
-                      + ("" if changed else "  (unchanged)"), highlight=False)
-
-    for verb, target_state, doc in (
-            ("throttle", "throttled", "Throttle an account or key: its limits × throttle factor."),
-            ("suspend", "suspended", "Suspend an account or key: requests fail until reactivated."),
-            ("revoke", "revoked", "Revoke an account or key for good; it fails on its next request."),
-            ("activate", "active", "Reactivate a throttled or suspended account or key.")):
-        _register_state_command(accounts, verb, target_state, doc)
-
-    @accounts.command("rotate")
-    def rotate(ctx: typer.Context, key_id: str = typer.Argument(..., help="Key id to replace.")) -> None:
-        """Replace an API key: a new key is printed once, the old one is revoked."""
-        _, store = _store(ctx)
-        plaintext, k = store.rotate_key(key_id, actor="cli")
-        err_console.print(f"key {key_id} revoked; replaced by {k.key_id}")
-        _show_key_once(plaintext, k.key_id)
-
-    @accounts.command("audit")
-    def audit(ctx: typer.Context,
-              target: Optional[str] = typer.Argument(None, help="Account id/name or key id (default: all)."),
-              limit: int = typer.Option(50, "--limit", min=1, help="Newest entries to show.")) -> None:
-        """Show the enforcement audit log: every state change with reason, actor and time."""
-        _, store = _store(ctx)
-        _print_audit(store.audit_log(target=target, limit=limit))
+def _limits_line(limits: Any) -> str:
+    return (f"rpm={_fmt(limits.rpm)} tpm={_fmt(limits.tpm)} concurrency={_fmt(limits.max_concurrent)} "
+            f"throttle_factor={limits.throttle_factor}")
 
 
-def _register_state_command(accounts: typer.Typer, verb: str, target_state: str, doc: str) -> None:
-    def command(ctx: typer.Context,
-                target: str = typer.Argument(..., help="Account id or name; a key id with --key."),
-                key: bool = typer.Option(False, "--key", help="TARGET is an API key id, not an account."),
-                reason: str = typer.Option(..., "--reason", help="Why (recorded in the audit log).")) -> None:
-        _, store = _store(ctx)
-        if key:
-            store.set_key_state(target, target_state, reason=reason, actor="cli")
-        else:
-            store.set_account_state(target, target_state, reason=reason, actor="cli")
-        console.print(f"{'key' if key else 'account'} {target} is now {target_state}", highlight=False)
-
-    command.__doc__ = doc
-    accounts.command(verb)(command)
-
-
-def _account_json(a) -> dict:  # noqa: ANN001
+def _account_json(a: Any) -> dict:
     return {"account_id": a.account_id, "name": a.name, "state": a.state.value,
             "limits": {"rpm": a.limits.rpm, "tpm": a.limits.tpm, "max_concurrent": a.limits.max_concurrent,
                        "throttle_factor": a.limits.throttle_factor},
@@ -207,66 +101,184 @@ def _account_json(a) -> dict:  # noqa: ANN001
                      for k in a.keys]}
 
 
-def _print_audit(entries) -> None:  # noqa: ANN001
+def _print_audit(entries: Any) -> None:
     print_table("audit", ["time", "target", "action", "from", "to", "actor", "reason"],
                 [[e.ts.isoformat(timespec="seconds"), f"{e.target_kind} {e.target_id}", e.action,
                   e.old_state.value if e.old_state else "", e.new_state.value if e.new_state else "", e.actor,
                   e.reason] for e in entries])
 
 
-def _register_logs(logs: typer.Typer) -> None:
-    @logs.command("export")
-    def export(ctx: typer.Context, out: Path = typer.Argument(..., help="Output file (.parquet or .jsonl)."),
-               since: Optional[str] = typer.Option(None, "--since", help="Start: ISO date/time or '7d' ago."),
-               until: Optional[str] = typer.Option(None, "--until", help="End (exclusive): ISO date/time or '1d' ago."),
-               fmt: Optional[str] = typer.Option(None, "--format", help="parquet or jsonl (default: from the suffix).")
-               ) -> None:
-        """Export the request log for analytics (streamed, written atomically)."""
-        from distillscope.gateway.requestlog import RequestLog
+RPM = typer.Option(None, "--rpm", help="Requests per minute ('none' = unlimited).")
+TPM = typer.Option(None, "--tpm", help="Tokens per minute ('none' = unlimited).")
+CONC = typer.Option(None, "--concurrency", help="Concurrent requests ('none' = unlimited).")
+FACTOR = typer.Option(None, "--throttle-factor", help="Limit multiplier while throttled, in (0, 1].")
+ACCOUNT = typer.Argument(..., help="Account id or name.")
 
-        fmt = fmt or ("jsonl" if out.suffix.lower() in (".jsonl", ".json") else "parquet")
-        start, end = parse_time(since, option="--since"), parse_time(until, option="--until")
-        engine, _ = _store(ctx)
+accounts_app = typer.Typer(help="Gateway accounts, API keys, limits and enforcement states.", no_args_is_help=True)
+logs_app = typer.Typer(help="The gateway's request log: export, retention, usage.", no_args_is_help=True)
+
+
+@accounts_app.command("create")
+def create(ctx: typer.Context, name: str = typer.Argument(..., help="Account name (unique)."),
+           rpm: Optional[str] = RPM, tpm: Optional[str] = TPM, concurrency: Optional[str] = CONC,
+           throttle_factor: Optional[float] = FACTOR,
+           key: bool = typer.Option(True, "--key/--no-key", help="Also create a first API key.")) -> None:
+    """Create an account (and its first API key, printed once)."""
+    from distillscope.gateway.accounts import Limits
+
+    limits = replace(Limits(), **_limit_changes(rpm, tpm, concurrency, throttle_factor))
+    with _open(ctx) as (_, store):
+        info = store.create_account(name, limits=limits, actor="cli")
+        err_console.print(f"account {info.account_id} ({info.name}) created: {_limits_line(limits)}",
+                          highlight=False)
+        if key:
+            plaintext, k = store.create_key(info.account_id, actor="cli")
+            _show_key_once(plaintext, k.key_id)
+
+
+@accounts_app.command("add-key")
+def add_key(ctx: typer.Context, account: str = ACCOUNT) -> None:
+    """Create another API key for an account (printed once)."""
+    with _open(ctx) as (_, store):
+        plaintext, k = store.create_key(account, actor="cli")
+    _show_key_once(plaintext, k.key_id)
+
+
+@accounts_app.command("list")
+def list_accounts(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON lines.")) -> None:
+    """List accounts with their state, limits and number of active keys."""
+    with _open(ctx) as (_, store):
+        rows = store.list_accounts()
+    if as_json:
+        for a in rows:
+            typer.echo(json.dumps(_account_json(a)))
+        return
+    print_table("accounts", ["id", "name", "state", "rpm", "tpm", "concurrency", "keys (active/all)"],
+                [[a.account_id, a.name, a.state.value, _fmt(a.limits.rpm), _fmt(a.limits.tpm),
+                  _fmt(a.limits.max_concurrent), f"{sum(k.state.value != 'revoked' for k in a.keys)}/{len(a.keys)}"]
+                 for a in rows])
+
+
+@accounts_app.command("show")
+def show(ctx: typer.Context, account: str = ACCOUNT,
+         as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Show one account, its keys and its recent audit entries."""
+    with _open(ctx) as (_, store):
+        a = store.get_account(account)
+        entries = store.audit_log(target=a.account_id, limit=20)
+    if as_json:
+        typer.echo(json.dumps(_account_json(a)))
+        return
+    console.print(f"[bold]{a.name}[/] {a.account_id}  state={a.state.value}  {_limits_line(a.limits)}",
+                  highlight=False)
+    print_table("keys", ["key id", "shown as", "state", "created", "revoked"],
+                [[k.key_id, k.display, k.state.value, k.created_at.isoformat(timespec="seconds"),
+                  k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else ""] for k in a.keys])
+    _print_audit(entries)
+
+
+@accounts_app.command("limits")
+def limits(ctx: typer.Context, account: str = ACCOUNT, rpm: Optional[str] = RPM, tpm: Optional[str] = TPM,
+           concurrency: Optional[str] = CONC, throttle_factor: Optional[float] = FACTOR) -> None:
+    """Show or change an account's per-key limits."""
+    changes = _limit_changes(rpm, tpm, concurrency, throttle_factor)
+    with _open(ctx) as (_, store):
+        a = store.get_account(account)
+        new = replace(a.limits, **changes)
+        if changes:
+            store.set_limits(a.account_id, new, actor="cli")
+    console.print(f"{a.name} ({a.account_id}): {_limits_line(new)}" + ("" if changes else "  (unchanged)"),
+                  highlight=False)
+
+
+def _state_command(verb: str, target_state: str, doc: str) -> None:
+    def command(ctx: typer.Context,
+                target: str = typer.Argument(..., help="Account id or name; a key id with --key."),
+                key: bool = typer.Option(False, "--key", help="TARGET is an API key id, not an account."),
+                reason: str = typer.Option(..., "--reason", help="Why (recorded in the audit log).")) -> None:
+        with _open(ctx) as (_, store):
+            setter = store.set_key_state if key else store.set_account_state
+            setter(target, target_state, reason=reason, actor="cli")
+        console.print(f"{'key' if key else 'account'} {target} is now {target_state}", highlight=False)
+
+    command.__doc__ = doc
+    accounts_app.command(verb)(command)
+
+
+_state_command("throttle", "throttled", "Throttle an account or key: its limits × throttle factor.")
+_state_command("suspend", "suspended", "Suspend an account or key: requests fail until reactivated.")
+_state_command("revoke", "revoked", "Revoke an account or key for good; it fails on its next request.")
+_state_command("activate", "active", "Reactivate a throttled or suspended account or key.")
+
+
+@accounts_app.command("rotate")
+def rotate(ctx: typer.Context, key_id: str = typer.Argument(..., help="Key id to replace.")) -> None:
+    """Replace an API key: a new key is printed once, the old one is revoked."""
+    with _open(ctx) as (_, store):
+        plaintext, k = store.rotate_key(key_id, actor="cli")
+    err_console.print(f"key {key_id} revoked; replaced by {k.key_id}")
+    _show_key_once(plaintext, k.key_id)
+
+
+@accounts_app.command("audit")
+def audit(ctx: typer.Context,
+          target: Optional[str] = typer.Argument(None, help="Account id/name or key id (default: all)."),
+          limit: int = typer.Option(50, "--limit", min=1, help="Newest entries to show.")) -> None:
+    """Show the enforcement audit log: every state change with reason, actor and time."""
+    with _open(ctx) as (_, store):
+        _print_audit(store.audit_log(target=target, limit=limit))
+
+
+@logs_app.command("export")
+def export(ctx: typer.Context, out: Path = typer.Argument(..., help="Output file (.parquet or .jsonl)."),
+           since: Optional[str] = typer.Option(None, "--since", help="Start: ISO date/time or '7d' ago."),
+           until: Optional[str] = typer.Option(None, "--until", help="End (exclusive): ISO date/time or '1d' ago."),
+           fmt: Optional[str] = typer.Option(None, "--format", help="parquet or jsonl (default: from the suffix).")
+           ) -> None:
+    """Export the request log for analytics (streamed, written atomically)."""
+    from distillscope.gateway.requestlog import RequestLog
+
+    fmt = fmt or ("jsonl" if out.suffix.lower() in (".jsonl", ".json") else "parquet")
+    start, end = parse_time(since, option="--since"), parse_time(until, option="--until")
+    with _open(ctx) as (engine, _):
         n = RequestLog(engine).export(out, since=start, until=end, format=fmt)
-        console.print(f"exported {n} requests to {out} ({fmt})", highlight=False)
+    console.print(f"exported {n} requests to {out} ({fmt})", highlight=False)
 
-    @logs.command("prune")
-    def prune(ctx: typer.Context,
-              redact_prompts_after: Optional[str] = typer.Option(
-                  None, "--redact-prompts-after", help="Drop prompt and completion text older than this, e.g. 30d."),
-              delete_after: Optional[str] = typer.Option(None, "--delete-after",
-                                                         help="Delete rows older than this, e.g. 365d.")) -> None:
-        """Apply retention: redact old prompt text and delete old rows."""
-        from distillscope.gateway.requestlog import RequestLog
 
-        if redact_prompts_after is None and delete_after is None:
-            raise ConfigError("nothing to prune", hint="pass --redact-prompts-after and/or --delete-after, e.g. 30d")
-        redact = parse_duration(redact_prompts_after, option="--redact-prompts-after") if redact_prompts_after else None
-        delete = parse_duration(delete_after, option="--delete-after") if delete_after else None
-        engine, _ = _store(ctx)
+@logs_app.command("prune")
+def prune(ctx: typer.Context,
+          redact_prompts_after: Optional[str] = typer.Option(
+              None, "--redact-prompts-after", help="Drop prompt and completion text older than this, e.g. 30d."),
+          delete_after: Optional[str] = typer.Option(None, "--delete-after",
+                                                     help="Delete rows older than this, e.g. 365d.")) -> None:
+    """Apply retention: redact old prompt text and delete old rows."""
+    from distillscope.gateway.requestlog import RequestLog
+
+    if redact_prompts_after is None and delete_after is None:
+        raise ConfigError("nothing to prune", hint="pass --redact-prompts-after and/or --delete-after, e.g. 30d")
+    redact = parse_duration(redact_prompts_after, option="--redact-prompts-after") if redact_prompts_after else None
+    delete = parse_duration(delete_after, option="--delete-after") if delete_after else None
+    with _open(ctx) as (engine, _):
         res = RequestLog(engine).apply_retention(redact_prompts_after=redact, delete_after=delete)
-        console.print(f"redacted {res.redacted} requests, deleted {res.deleted}", highlight=False)
+    console.print(f"redacted {res.redacted} requests, deleted {res.deleted}", highlight=False)
 
-    @logs.command("usage")
-    def usage(ctx: typer.Context,
-              since: Optional[str] = typer.Option(None, "--since", help="Start: ISO date/time or '1d' ago.")) -> None:
-        """Per-account requests, rejections and tokens from the request log."""
-        from distillscope.gateway.requestlog import RequestLog
 
-        start = parse_time(since, option="--since")
-        engine, store = _store(ctx)
+@logs_app.command("usage")
+def usage(ctx: typer.Context,
+          since: Optional[str] = typer.Option(None, "--since", help="Start: ISO date/time or '1d' ago.")) -> None:
+    """Per-account requests, rejections and tokens from the request log."""
+    from distillscope.gateway.requestlog import RequestLog
+
+    start = parse_time(since, option="--since")
+    with _open(ctx) as (engine, store):
         names = {a.account_id: a.name for a in store.list_accounts()}
         rows = RequestLog(engine).usage(since=start)
-        print_table("usage", ["account", "name", "requests", "accepted", "rejected", "prompt tokens",
-                              "completion tokens"],
-                    [[u.account_id or "(failed auth)", names.get(u.account_id, ""), u.requests, u.accepted,
-                      u.rejected, u.prompt_tokens, u.completion_tokens] for u in rows])
+    print_table("usage", ["account", "name", "requests", "accepted", "rejected", "prompt tokens",
+                          "completion tokens"],
+                [[u.account_id or "(failed auth)", names.get(u.account_id, ""), u.requests, u.accepted,
+                  u.rejected, u.prompt_tokens, u.completion_tokens] for u in rows])
 
 
 def register(app: typer.Typer) -> None:
-    accounts = typer.Typer(help="Gateway accounts, API keys, limits and enforcement states.", no_args_is_help=True)
-    logs = typer.Typer(help="The gateway's request log: export, retention, usage.", no_args_is_help=True)
-    _register_accounts(accounts)
-    _register_logs(logs)
-    app.add_typer(accounts, name="accounts")
-    app.add_typer(logs, name="logs")
+    app.add_typer(accounts_app, name="accounts")
+    app.add_typer(logs_app, name="logs")

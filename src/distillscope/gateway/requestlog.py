@@ -161,8 +161,9 @@ class RequestLog:
     def usage(self, *, since: datetime | None = None, until: datetime | None = None) -> list[UsageSummary]:
         """Per-account requests, accepted/rejected counts and token totals, busiest first."""
         rejected = sa.case((t_log.c.status >= 400, 1), else_=0)
-        q = (sa.select(t_log.c.account_id, sa.func.count().label("requests"), sa.func.sum(rejected).label("rejected"),
-                       sa.func.sum(t_log.c.prompt_tokens).label("pt"), sa.func.sum(t_log.c.completion_tokens).label("ct"),
+        q = (sa.select(t_log.c.account_id, sa.func.count().label("requests"),
+                       sa.func.sum(rejected).label("rejected"), sa.func.sum(t_log.c.prompt_tokens).label("pt"),
+                       sa.func.sum(t_log.c.completion_tokens).label("ct"),
                        sa.func.min(t_log.c.ts).label("first"), sa.func.max(t_log.c.ts).label("last"))
              .where(*_time_filters(since, until)).group_by(t_log.c.account_id)
              .order_by(sa.func.count().desc(), t_log.c.account_id))
