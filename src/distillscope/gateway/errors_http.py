@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 _STATUS_BY_CODE = {
     "missing_api_key": 401, "invalid_api_key": 401, "invalid_admin_token": 401, "missing_admin_token": 401,
+    "admin_disabled": 403,
     "model_not_found": 404, "not_found": 404, "account_not_found": 404, "key_not_found": 404,
     "prompt_too_long": 413, "request_too_large": 413,
     "rate_limit_exceeded": 429,
