@@ -42,6 +42,7 @@ class Script:
     models: tuple[str, ...] = ("teacher", "other")
     reject_token_ids: bool = False
     delay: float = 0.0
+    models_actions: list[str] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (key, prompt) per chat request
     seen_bodies: list[dict] = field(default_factory=list)
 
@@ -75,6 +76,8 @@ def make_app(script: Script) -> FastAPI:
     async def models(request: Request):
         if key_of(request) not in script.valid_keys:
             return _error(401, "Incorrect API key provided")
+        if script.models_actions and script.models_actions.pop(0) == "503":
+            return _error(503, "warming up", {"retry-after": "0.05"})
         return {"object": "list", "data": [{"id": m, "object": "model", "root": f"org/{m}"} for m in script.models]}
 
     @app.post("/v1/chat/completions")
@@ -249,6 +252,16 @@ def test_a_rejected_key_is_retired_and_never_leaks(tmp_path):
     assert Counter(k for k, _ in script.calls)["sk-secret-revoked"] == 1
     text = (tmp_path / "h" / "records.jsonl").read_text() + (tmp_path / "h" / "manifest.json").read_text()
     assert "sk-secret-revoked" not in text and GOOD_KEYS[0] not in text
+
+
+def test_rejected_keys_do_not_use_up_the_retry_budget(tmp_path):
+    keys = [GOOD_KEYS[0], "sk-bad-1", "sk-bad-2", "sk-bad-3"]
+    with Server(Script(models_actions=["503", "503"])) as srv:  # preflight also rides out a 503
+        s = harvest(config(srv, api_keys=keys, concurrency=1, max_retries=0), [f"q{i}" for i in range(5)],
+                    tmp_path / "h")
+    assert (s.ok, s.failed, s.stopped) == (5, 0, None)
+    assert s.retired_keys == ("key-1", "key-2", "key-3")
+    assert s.requests == 5 + 3
 
 
 def test_all_keys_rejected_mid_run_stops_with_explicit_failures(tmp_path):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from distillscope import __version__
 from distillscope.distill.harvest_client import TOKEN_IDS_FIELD, AttemptError, Completion, post_chat, preflight
@@ -173,14 +173,18 @@ class _Run:
         self.tokens = Counter()
         self.stopped: str | None = None
 
+    def backoff(self, n: int) -> float:
+        """Exponential backoff with jitter before retry ``n`` (1-based)."""
+        return min(self.cfg.backoff_max, self.cfg.backoff_base * 2 ** (n - 1)) * (0.5 + 0.5 * self.rng.random())
+
     def wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, AttemptError) and exc.type in ("rate_limited", "key_rejected"):
             return 0.0  # the key itself was deferred or retired; the ring paces the next attempt
-        backoff = min(self.cfg.backoff_max, self.cfg.backoff_base * 2 ** (state.attempt_number - 1))
+        backoff = self.backoff(state.attempt_number)
         if isinstance(exc, AttemptError) and exc.retry_after is not None:
             backoff = max(backoff, exc.retry_after)
-        return backoff * (0.5 + 0.5 * self.rng.random())
+        return backoff
 
     def body(self, job: HarvestPrompt) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.cfg.model, "messages": job.messages, "max_tokens": self.cfg.max_tokens,
@@ -191,10 +195,10 @@ class _Run:
                 body[TOKEN_IDS_FIELD] = True
         return body
 
-    def note_error(self, key: ApiKey, exc: AttemptError) -> None:
+    def note_error(self, key: ApiKey, exc: AttemptError, attempt: int) -> None:
         exc.message = _redact(exc.message, self.keys.keys)
         if exc.type == "rate_limited":
-            wait = exc.retry_after if exc.retry_after is not None else self.cfg.backoff_base
+            wait = exc.retry_after if exc.retry_after is not None else self.backoff(attempt)
             logger.info("%s rate-limited; holding it back %.2f s", key.alias, wait)
             self.keys.defer(key, wait)
         elif exc.type == "key_rejected":
@@ -205,25 +209,31 @@ class _Run:
                 exc.retryable = False
 
     async def attempt(self, client: httpx.AsyncClient, job: HarvestPrompt) -> HarvestRecord:
-        attempts, key = 0, None
-        retrying = AsyncRetrying(stop=stop_after_attempt(self.cfg.max_retries + 1), wait=self.wait,
-                                 retry=retry_if_exception(lambda e: isinstance(e, AttemptError) and e.retryable),
-                                 reraise=True, sleep=asyncio.sleep)
+        """One prompt to its final record. Attempts on a key the endpoint rejects do not use up
+        ``max_retries`` (the request just moves to a live key); every other failure does."""
+        attempts, failures, key = 0, 0, None
+        hard_cap = self.cfg.max_retries + 1 + len(self.keys.keys)
+
+        def stop(state: RetryCallState) -> bool:
+            return failures > self.cfg.max_retries or state.attempt_number >= hard_cap
+
+        retrying = AsyncRetrying(stop=stop, wait=self.wait, reraise=True, sleep=asyncio.sleep,
+                                 retry=retry_if_exception(lambda e: isinstance(e, AttemptError) and e.retryable))
         try:
             async for attempt in retrying:
                 with attempt:
                     if not self.keys.live:
                         raise AttemptError("key_rejected", "every API key was rejected by the endpoint")
-                    key = await self.keys.acquire(job.topic)
+                    key = await self.keys.acquire(job.topic or job.id)
                     attempts += 1
                     try:
                         result = await post_chat(client, key, self.body(job), self.cfg.request_timeout)
                     except AttemptError as exc:
-                        self.note_error(key, exc)
+                        failures += exc.type != "key_rejected"
+                        self.note_error(key, exc, attempts)
                         raise
         except AttemptError as exc:
-            error = HarvestError(exc.type, exc.message, exc.status)
-            return self.record(job, "failed", None, error, attempts, key)
+            return self.record(job, "failed", None, HarvestError(exc.type, exc.message, exc.status), attempts, key)
         return self.record(job, "ok", result, None, attempts, key)
 
     def record(self, job: HarvestPrompt, status: str, result: Completion | None, error: HarvestError | None,
@@ -251,6 +261,7 @@ class _Run:
         if self.buffer:
             self.writer.append(self.buffer)
             self.buffer = []
+            self.task.update(description=f"harvest ok {self.counts['ok']} failed {self.counts['failed']}")
         self.last_flush = time.monotonic()
 
     async def worker(self, client: httpx.AsyncClient, queue: asyncio.Queue[HarvestPrompt]) -> None:

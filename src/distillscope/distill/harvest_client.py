@@ -170,12 +170,22 @@ class Preflight:
     token_ids: bool
 
 
-async def _get_models(client: httpx.AsyncClient, key: ApiKey, base_url: str) -> list[dict[str, Any]]:
-    try:
-        response = await client.get("models", headers={"Authorization": f"Bearer {key.secret}"})
-    except httpx.TransportError as exc:
-        raise DistillError(f"cannot reach the endpoint {base_url} ({type(exc).__name__}: {exc})",
-                           hint="check --endpoint and that the server is running") from exc
+async def _get_models(client: httpx.AsyncClient, key: ApiKey, base_url: str, retries: int) -> list[dict[str, Any]]:
+    for attempt in range(retries + 1):
+        try:
+            response = await client.get("models", headers={"Authorization": f"Bearer {key.secret}"})
+        except httpx.ConnectError as exc:
+            raise DistillError(f"cannot reach the endpoint {base_url} ({type(exc).__name__}: {exc})",
+                               hint="check --endpoint and that the server is running") from exc
+        except httpx.TransportError as exc:
+            if attempt == retries:
+                raise DistillError(f"GET {base_url}/models failed ({type(exc).__name__}: {exc})",
+                                   hint="check --endpoint and that the server is running") from exc
+            await asyncio.sleep(min(0.5 * 2 ** attempt, 30.0))
+            continue
+        if response.status_code != 429 and response.status_code < 500 or attempt == retries:
+            break
+        await asyncio.sleep(min(retry_after_seconds(response.headers) or 0.5 * 2 ** attempt, 30.0))
     if response.status_code in (401, 403):
         raise DistillError(f"the endpoint {base_url} rejected API key {key.alias} (HTTP {response.status_code}: "
                            f"{error_message(response)})", hint="check the key", code="invalid_api_key")
@@ -209,7 +219,7 @@ async def preflight(client: httpx.AsyncClient, key: ApiKey, base_url: str, model
                     token_ids: bool | None, timeout: float, retries: int) -> Preflight:
     """Check the endpoint before any work: reachable, the key works, the model exists, and
     (when log-probs are asked for) whether token ids can be requested. Raises DistillError."""
-    models = await _get_models(client, key, base_url)
+    models = await _get_models(client, key, base_url, retries=3)
     info = next((m for m in models if m["id"] == model), None)
     if info is None:
         names = ", ".join(str(m["id"]) for m in models[:10]) or "none"
