@@ -356,3 +356,14 @@ def test_concurrent_guards_only_ever_escalate(engine, kind):
     severities = [e.new_state.severity for e in changes]
     assert severities == sorted(set(severities)) and changes[-1].new_state is KeyState.REVOKED
     assert all(e.old_state.severity < e.new_state.severity for e in changes)
+
+
+def test_client_controlled_values_never_break_logging(engine):
+    rl = RequestLog(engine)
+    rec = _record(1, account=None, key="k" * 80, status=400, error="upstream_" + "x" * 200)
+    rec.model, rec.prompt, rec.user_agent = "m" * 1000, "before\x00after", "ua\x00"
+    rl.write(rec)
+    (got,) = rl.query()
+    assert got.prompt == "before\ufffdafter" and got.user_agent == "ua\ufffd"
+    assert (len(got.model), len(got.key_id), len(got.error)) == (256, 32, 64)
+    assert got.error.startswith("upstream_x")

@@ -94,13 +94,26 @@ class UsageSummary:
     last_ts: datetime | None
 
 
+# Bounded text columns: client-controlled values (model, key id hints, upstream error codes) are
+# cut to fit, so logging can never fail on what a client sent.
+_MAX_LEN = {c.name: c.type.length for c in t_log.columns if getattr(c.type, "length", None)}
+
+
+def _clean(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    value = value.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
+    limit = _MAX_LEN.get(name)
+    return value[:limit] if limit else value
+
+
 def _to_row(record: RequestRecord) -> dict[str, Any]:
     if not record.request_id or not record.endpoint:
         raise GatewayError("a request-log record needs a request_id and an endpoint", code="invalid_record")
     if record.ts is None or record.ts.tzinfo is None:
         raise GatewayError(f"request-log ts {record.ts!r} must be a timezone-aware datetime",
                            hint="use datetime.now(timezone.utc)", code="invalid_record")
-    row = {name: getattr(record, name) for name in _COLUMNS}
+    row = {name: _clean(name, getattr(record, name)) for name in _COLUMNS}
     row["ts"] = as_utc(record.ts)  # SQLite stores the wall time only: always store UTC
     row["params"] = json.dumps(record.params or {}, sort_keys=True, default=str)
     row["logprobs"] = int(record.logprobs or 0)
