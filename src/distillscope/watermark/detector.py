@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import torch
 
 from distillscope.errors import WatermarkError
+from distillscope.progress import Progress, ensure_progress
 
 if TYPE_CHECKING:  # pragma: no cover
     from distillscope.watermark.schemes import WatermarkScheme
@@ -95,6 +96,16 @@ class WatermarkDetector:
             raise WatermarkError(f"detect_text expects a string, got {type(text).__name__}")
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self.detect(ids)
+
+    def detect_batch(self, items: Sequence[str | Sequence[int]], *,
+                     progress: Progress | None = None) -> list[Detection]:
+        """Detect in many texts (strings) or token-id sequences, reporting progress."""
+        results = []
+        with ensure_progress(progress).task("detecting", total=len(items)) as task:
+            for item in items:
+                results.append(self.detect_text(item) if isinstance(item, str) else self.detect(item))
+                task.advance()
+        return results
 
     def score_pairs(self, pairs: Iterable[tuple[Sequence[int], int]], *, dedup: bool = True) -> Detection:
         """Score (context window, token) tuples, e.g. collected by the audit's reading mode."""
