@@ -367,3 +367,29 @@ def test_client_controlled_values_never_break_logging(engine):
     assert got.prompt == "before\ufffdafter" and got.user_agent == "ua\ufffd"
     assert (len(got.model), len(got.key_id), len(got.error)) == (256, 32, 64)
     assert got.error.startswith("upstream_x")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_workers_starting_together_migrate_once(kind, tmp_path, request):
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'race.sqlite'}" if kind == "sqlite" else request.getfixturevalue("postgres_url")
+    engines = [make_engine(url) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def start(engine):
+        try:
+            upgrade_database(engine)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with engines[0].connect() as conn:
+        assert conn.execute(sa.text("select version_num from alembic_version")).scalars().all() == ["0001"]
+    for e in engines:
+        e.dispose()

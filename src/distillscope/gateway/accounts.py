@@ -423,7 +423,7 @@ def _audit(conn: Connection, kind: str, target_id: str, action: str, old: KeySta
     conn.execute(t_audit.insert().values(
         ts=utcnow(), target_kind=kind, target_id=target_id, action=action,
         old_state=old.value if old else None, new_state=new.value if new else None,
-        reason=reason, actor=actor, evidence=json.dumps(evidence, sort_keys=True, default=str) if evidence else None))
+        reason=reason, actor=actor[:128], evidence=json.dumps(evidence, sort_keys=True, default=str) if evidence else None))
 
 
 def _key_info(row: Any) -> KeyInfo:
