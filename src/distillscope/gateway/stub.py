@@ -81,8 +81,11 @@ def _call(endpoint: str, req: Any) -> Call:
                 model=req.model, max_tokens=max_tokens)
 
 
-def stub_upstream_app(backend: StubBackend | None = None) -> FastAPI:
-    """A bare OpenAI-compatible server answering from ``backend`` (default: a fresh StubBackend)."""
+def stub_upstream_app(backend: StubBackend | None = None, *, max_tokens_cap: int = 512) -> FastAPI:
+    """A bare OpenAI-compatible server answering from ``backend`` (default: a fresh StubBackend).
+
+    Like a real server it refuses ``max_tokens`` above its own cap with an OpenAI-style 400.
+    """
     stub = backend or StubBackend()
     app = FastAPI(title="distillscope stub upstream")
     app.state.received = []
@@ -91,6 +94,10 @@ def stub_upstream_app(backend: StubBackend | None = None) -> FastAPI:
         app.state.received.append({"endpoint": endpoint, "body": req.model_dump(exclude_unset=True),
                                    "authorization": request.headers.get("authorization")})
         call = _call(endpoint, req)
+        if call.max_tokens > max_tokens_cap:
+            return JSONResponse({"error": {"message": f"max_tokens must be at most {max_tokens_cap}",
+                                           "type": "invalid_request_error", "param": "max_tokens",
+                                           "code": "max_tokens_too_large"}}, status_code=400)
         if not req.stream:
             return JSONResponse((await stub.complete(call)).body)
 
