@@ -197,7 +197,7 @@ class AccountStore:
         now = utcnow()
         account_id = f"acct_{secrets.token_hex(6)}"
         try:
-            with self.engine.begin() as conn:
+            with self._locked() as conn:
                 conn.execute(t_accounts.insert().values(
                     account_id=account_id, name=name, state=KeyState.ACTIVE.value, created_at=now, updated_at=now,
                     **_limit_columns(limits)))
@@ -226,7 +226,7 @@ class AccountStore:
         return [_account_info(r, tuple(by_account.get(r.account_id, ()))) for r in rows]
 
     def set_limits(self, account: str, limits: Limits, *, actor: str) -> None:
-        with self.engine.begin() as conn:
+        with self._locked() as conn:
             row = _account_row(conn, account)
             conn.execute(t_accounts.update().where(t_accounts.c.account_id == row.account_id)
                          .values(updated_at=utcnow(), **_limit_columns(limits)))
@@ -265,7 +265,7 @@ class AccountStore:
     # -- keys --------------------------------------------------------------------------------
     def create_key(self, account: str, *, actor: str = "cli") -> tuple[str, KeyInfo]:
         """Create a key for ``account``; returns (plaintext, info). The plaintext is never stored."""
-        with self.engine.begin() as conn:
+        with self._locked() as conn:
             row = _account_row(conn, account)
             if KeyState(row.state) is KeyState.REVOKED:
                 raise GatewayError(f"account {row.account_id} is revoked", hint="create a new account",
@@ -302,7 +302,7 @@ class AccountStore:
 
     def rotate_key(self, key_id: str, *, actor: str) -> tuple[str, KeyInfo]:
         """Issue a new key for the same account and revoke the old one, in one transaction."""
-        with self.engine.begin() as conn:
+        with self._locked() as conn:
             row = _key_row(conn, key_id)
             if KeyState(row.state) is KeyState.REVOKED:
                 raise GatewayError(f"API key {key_id} is already revoked", hint="create a new key instead",
@@ -423,7 +423,8 @@ def _audit(conn: Connection, kind: str, target_id: str, action: str, old: KeySta
     conn.execute(t_audit.insert().values(
         ts=utcnow(), target_kind=kind, target_id=target_id, action=action,
         old_state=old.value if old else None, new_state=new.value if new else None,
-        reason=reason, actor=actor[:128], evidence=json.dumps(evidence, sort_keys=True, default=str) if evidence else None))
+        reason=reason, actor=actor[:128],
+        evidence=json.dumps(evidence, sort_keys=True, default=str) if evidence else None))
 
 
 def _key_info(row: Any) -> KeyInfo:
