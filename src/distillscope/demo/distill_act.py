@@ -73,30 +73,40 @@ def _harvest_via_gateway(ctx: DemoContext, prompts: list, store: Path, plan: dic
     return True
 
 
-def _harvest_in_process(ctx: DemoContext, prompts: list, store: Path, plan: dict) -> None:
-    """Answer with the in-process teacher and write the answers as a harvest store."""
+def harvest_in_process(teacher: Any, prompts: list, store: str | Path, *, max_tokens: int, logprobs: int,
+                       seed: int = 0, progress: Any = None) -> None:
+    """Answer ``prompts`` with an in-process :class:`~distillscope.teacher.Teacher` and write the
+    answers (with top-k ids) as a harvest store, exactly as ``distillscope harvest`` would."""
     from distillscope.distill.store import HarvestRecord, HarvestStore, record_id
-    from distillscope.teacher import SamplingParams, Teacher, load_model
+    from distillscope.teacher import SamplingParams
 
-    teacher = ctx.artifacts.get("teacher") or Teacher(load_model("tiny" if ctx.quick else ctx.settings.teacher,
-                                                                 settings=ctx.settings))
     texts = [p.prompt if hasattr(p, "prompt") else str(p) for p in prompts]
-    params = SamplingParams(max_new_tokens=plan["max_tokens"], temperature=0.7, seed=0, logprobs=plan["logprobs"])
-    gens = teacher.generate(texts, params, progress=ctx.reporter)
-    tok = teacher.loaded.tokenizer
+    params = SamplingParams(max_new_tokens=max_tokens, temperature=0.7, seed=seed, logprobs=logprobs)
+    gens = teacher.generate(texts, params, progress=progress)
+    tok, name = teacher.loaded.tokenizer, teacher.loaded.name
     hs = HarvestStore(store)
-    hs.create({"endpoint": "in-process", "model": teacher.loaded.name, "params": {"logprobs": plan["logprobs"]}})
+    hs.create({"endpoint": "in-process", "model": name,
+               "params": {"max_tokens": max_tokens, "temperature": 0.7, "logprobs": logprobs}})
     rows = []
-    for text, g in zip(texts, gens):
+    for i, (text, g) in enumerate(zip(texts, gens)):
         messages = [{"role": "user", "content": text}]
         rows.append(HarvestRecord(
-            id=record_id(messages, teacher.loaded.name, {"max_tokens": plan["max_tokens"]}), status="ok",
+            id=record_id(messages, name, {"max_tokens": max_tokens, "n": i}), status="ok",
             prompt=text, messages=tuple(messages), completion=g.text, finish_reason=g.finish_reason,
             tokens=tuple(tok.convert_ids_to_tokens(list(g.token_ids))), token_ids=g.token_ids,
             token_logprobs=g.token_logprobs, top_logprob_ids=g.top_logprobs,
             usage={"prompt_tokens": len(g.prompt_ids), "completion_tokens": len(g.token_ids)}, attempts=1))
     with hs.open_writer() as writer:
         writer.append(rows)
+
+
+def _harvest_in_process(ctx: DemoContext, prompts: list, store: Path, plan: dict) -> None:
+    from distillscope.teacher import Teacher, load_model
+
+    teacher = ctx.artifacts.get("teacher") or Teacher(load_model("tiny" if ctx.quick else ctx.settings.teacher,
+                                                                 settings=ctx.settings))
+    harvest_in_process(teacher, prompts, store, max_tokens=plan["max_tokens"], logprobs=plan["logprobs"],
+                       progress=ctx.reporter)
 
 
 def act(ctx: DemoContext) -> ActResult:
