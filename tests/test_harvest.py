@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from distillscope.cli import main
-from distillscope.distill import HarvestConfig, HarvestStore, PromptGenerator, harvest
+from distillscope.distill import HarvestConfig, HarvestStore, PromptGenerator, harvest, plan_harvest
 from distillscope.errors import DistillError
 
 GOOD_KEYS = ("sk-good-0", "sk-good-1", "sk-good-2")
@@ -217,6 +217,8 @@ def test_resume_retries_failed_records_and_the_reader_keeps_the_latest(tmp_path)
     with Server(script) as srv:
         s1 = harvest(config(srv, max_retries=1), ["flaky", "fine"], tmp_path / "h")
         assert (s1.ok, s1.failed) == (1, 1)
+        plan = plan_harvest(config(srv), ["flaky", "fine", "new", "new"], tmp_path / "h")
+        assert (plan.total, plan.done, plan.retry, plan.new, plan.duplicates) == (3, 1, 1, 1, 1)
         s2 = harvest(config(srv, max_retries=1), ["flaky", "fine"], tmp_path / "h")
     assert (s2.skipped, s2.ok, s2.failed) == (1, 1, 0)
     store = HarvestStore(tmp_path / "h")
@@ -406,6 +408,9 @@ def test_cli_harvest_from_a_prompt_file_and_prompts_generate(server, tmp_path, c
                  "--prompts", str(prompts), "--out", str(tmp_path / "h"), "--max-tokens", "4"])
     out = capsys.readouterr()
     assert code == 0 and "completion tokens" in out.out
+    code = main(["harvest", "--endpoint", server.url, "--model", "teacher", "--api-keys-file", str(keys),
+                 "--prompts", str(prompts), "--out", str(tmp_path / "h"), "--max-tokens", "4", "--plan"])
+    assert code == 0 and "already ok (skipped)" in capsys.readouterr().out
     recs = list(HarvestStore(tmp_path / "h").records())
     assert {r.template_id for r in recs} == {r["template_id"] for r in rows}
     assert {r.key_alias for r in recs} == {"key-0", "key-1"}
@@ -418,6 +423,9 @@ def test_cli_errors_are_one_line(server, tmp_path, capsys):
                  "--prompts", str(bad), "--out", str(tmp_path / "h")])
     err = capsys.readouterr().err
     assert code == 2 and "line 2 is not valid JSON" in err and "Traceback" not in err
+    code = main(["harvest", "--endpoint", server.url, "--model", "teacher", "--api-key", "k", "--generate", "0",
+                 "--out", str(tmp_path / "h")])
+    assert code == 2 and "no prompts to harvest" in capsys.readouterr().err
     code = main(["harvest", "--endpoint", server.url, "--model", "nope", "--api-key", GOOD_KEYS[0],
                  "--generate", "3", "--out", str(tmp_path / "h")])
     err = capsys.readouterr().err

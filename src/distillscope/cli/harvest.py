@@ -81,10 +81,12 @@ def register(app: typer.Typer) -> None:
         cost_prompt: float = typer.Option(0.0, "--cost-per-1k-prompt", help="Price per 1000 prompt tokens."),
         cost_completion: float = typer.Option(0.0, "--cost-per-1k-completion", help="Price per 1000 completion tokens."),
         user_agent: Optional[str] = typer.Option(None, "--user-agent", help="User-Agent header to send."),
+        plan: bool = typer.Option(False, "--plan", help="Only check the prompts and the store and show what a run "
+                                                        "would do (no request is sent)."),
     ) -> None:
         """Harvest completions (and top-k log-probs) from an OpenAI-compatible endpoint into a
         resumable store; re-run the same command to continue after an interruption."""
-        from distillscope.distill import HarvestConfig, PromptGenerator, harvest, read_prompt_file
+        from distillscope.distill import HarvestConfig, PromptGenerator, harvest, plan_harvest, read_prompt_file
 
         if (prompts is None) == (generate is None):
             raise ConfigError("pass exactly one of --prompts FILE or --generate N")
@@ -97,6 +99,12 @@ def register(app: typer.Typer) -> None:
                                cost_per_1k_completion=cost_completion, **extra)
         items = (read_prompt_file(prompts) if prompts is not None
                  else PromptGenerator(seed=seed, categories=_categories(categories)).generate(generate or 0))
+        if plan:
+            p = plan_harvest(config, items, out)
+            print_table(f"harvest plan → {p.store_path}", ("", "prompts"),
+                        [("total", p.total), ("already ok (skipped)", p.done), ("failed before (retried)", p.retry),
+                         ("new", p.new), ("duplicates merged", p.duplicates)])
+            return
         summary = harvest(config, items, out, progress=RichProgress())
         _print_summary(summary)
         if summary.stopped:

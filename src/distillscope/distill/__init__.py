@@ -4,12 +4,12 @@ Public names (other packages import only these):
 
 - prompts: :class:`PromptGenerator`, :class:`PromptItem`, :class:`Template`, ``CATEGORIES``, ``TOPICS``,
   ``COT_SUFFIXES``
-- harvest: :func:`harvest` / :func:`aharvest`, :class:`HarvestConfig`, :class:`HarvestSummary`,
-  :class:`HarvestStore`, :class:`HarvestRecord`, :class:`HarvestError`, :class:`StoreStats`,
+- harvest: :func:`harvest` / :func:`aharvest`, :func:`plan_harvest`, :class:`HarvestConfig`, :class:`HarvestPlan`,
+  :class:`HarvestSummary`, :class:`HarvestStore`, :class:`HarvestRecord`, :class:`HarvestError`, :class:`StoreStats`,
   :func:`read_prompt_file`, :func:`record_id`, ``ROTATIONS``
 """
 
-from distillscope.distill.harvest import HarvestConfig, HarvestSummary, aharvest, harvest
+from distillscope.distill.harvest import HarvestConfig, HarvestPlan, HarvestSummary, aharvest, harvest, plan_harvest
 from distillscope.distill.harvest_prompts import read_prompt_file
 from distillscope.distill.prompts import CATEGORIES, COT_SUFFIXES, TOPICS, PromptGenerator, PromptItem, Template
 from distillscope.distill.rotation import ROTATIONS
@@ -17,6 +17,7 @@ from distillscope.distill.store import HarvestError, HarvestRecord, HarvestStore
 
 __all__ = [
     "CATEGORIES", "COT_SUFFIXES", "TOPICS", "PromptGenerator", "PromptItem", "Template",
-    "HarvestConfig", "HarvestSummary", "aharvest", "harvest", "read_prompt_file", "ROTATIONS",
+    "HarvestConfig", "HarvestPlan", "HarvestSummary", "aharvest", "harvest", "plan_harvest", "read_prompt_file",
+    "ROTATIONS",
     "HarvestError", "HarvestRecord", "HarvestStore", "StoreStats", "record_id",
 ]

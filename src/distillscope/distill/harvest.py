@@ -31,7 +31,7 @@ from distillscope.distill.harvest_client import TOKEN_IDS_FIELD, AttemptError, C
 from distillscope.distill.harvest_prompts import HarvestPrompt, normalize_prompts
 from distillscope.distill.rotation import ROTATIONS, ApiKey, KeyRing
 from distillscope.distill.store import HarvestError, HarvestRecord, HarvestStore, StoreWriter
-from distillscope.errors import DistillError
+from distillscope.errors import DistillError, InputDataError
 from distillscope.progress import Progress, ensure_progress
 
 logger = logging.getLogger(__name__)
@@ -288,15 +288,41 @@ def _check_store(store: HarvestStore, config: HarvestConfig) -> dict[str, str]:
     return store.status_by_id()
 
 
+@dataclass(frozen=True)
+class HarvestPlan:
+    """What a harvest would do, worked out offline: ``new`` prompts never tried, ``retry`` ones
+    whose latest record failed, ``done`` ones already stored ok (skipped), ``duplicates`` merged."""
+
+    store_path: str
+    total: int
+    done: int
+    retry: int
+    new: int
+    duplicates: int
+    jobs: tuple[HarvestPrompt, ...] = field(repr=False, default=())
+    todo: tuple[HarvestPrompt, ...] = field(repr=False, default=())
+
+
+def plan_harvest(config: HarvestConfig, prompts: Sequence[Any], store_path: str | Path) -> HarvestPlan:
+    """Validate the prompts and the store (no network): DistillError / InputDataError on bad input."""
+    jobs = normalize_prompts(prompts, config.model, config.params(), config.system_prompt)
+    if not jobs:
+        raise InputDataError("there are no prompts to harvest", hint="pass --prompts FILE or --generate N")
+    store = HarvestStore(store_path)
+    status = _check_store(store, config)
+    todo = tuple(j for j in jobs if status.get(j.id) != "ok")
+    retry = sum(1 for j in todo if j.id in status)
+    return HarvestPlan(str(store.path), len(jobs), len(jobs) - len(todo), retry, len(todo) - retry,
+                       len(prompts) - len(jobs), tuple(jobs), todo)
+
+
 async def aharvest(config: HarvestConfig, prompts: Sequence[Any], store_path: str | Path,
                    progress: Progress | None = None) -> HarvestSummary:
     """The async harvest (see :func:`harvest`)."""
     t0 = time.monotonic()
-    jobs = normalize_prompts(prompts, config.model, config.params(), config.system_prompt)
-    store = HarvestStore(store_path)
-    done = _check_store(store, config)
-    todo = [j for j in jobs if done.get(j.id) != "ok"]
-    logger.info("%d prompts, %d already harvested, %d to do", len(jobs), len(jobs) - len(todo), len(todo))
+    plan = plan_harvest(config, prompts, store_path)
+    store, jobs, todo = HarvestStore(store_path), list(plan.jobs), list(plan.todo)
+    logger.info("%s", plan)
     token_ids = False
     limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
     timeout = httpx.Timeout(config.request_timeout + 5.0, connect=min(10.0, config.request_timeout))
