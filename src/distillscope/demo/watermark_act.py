@@ -32,7 +32,7 @@ DEMO_PROMPTS = (
     "What should I pack for a weekend hiking trip?",
     "Explain what a database index is.",
 )
-PREVIEW_CHARS = 48
+PREVIEW_CHARS = 40
 
 
 def _scheme(ctx: DemoContext):

@@ -1,0 +1,49 @@
+"""Demo act 1 on the tiny model, and ``distillscope demo --quick`` end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from distillscope.cli import main
+from distillscope.demo import DemoContext
+from distillscope.demo import watermark_act
+from distillscope.settings import load_settings
+from distillscope.teacher import Teacher
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def test_watermark_act_separates_marked_from_plain(tmp_path):
+    ctx = DemoContext(settings=load_settings(), workdir=tmp_path, quick=True)
+    res = watermark_act.act(ctx)
+    assert len(res.rows) == 2 * len(watermark_act.DEMO_PROMPTS)
+    marked = [float(r[4]) for r in res.rows if r[1] == "yes"]
+    plain = [float(r[4]) for r in res.rows if r[1] == "no"]
+    assert max(marked) < 1e-6 and min(plain) > 1e-3
+    assert all(r[3] > 20 for r in res.rows)
+    # later acts reuse the teacher and the scheme; the fresh key lives in the workdir, not the home
+    assert isinstance(ctx.artifacts["teacher"], Teacher)
+    assert ctx.artifacts["teacher"].watermark is ctx.artifacts["watermark_scheme"]
+    assert ctx.artifacts["watermark_key_file"] == tmp_path / "watermark.key"
+    secret = (tmp_path / "watermark.key").read_text().strip()
+    assert secret not in repr(res)
+
+
+def test_watermark_act_uses_the_configured_key(tmp_path, monkeypatch):
+    from distillscope.watermark import WatermarkKey
+
+    key = WatermarkKey.generate()
+    monkeypatch.setenv("DISTILLSCOPE_WATERMARK_KEY", key.secret.hex())
+    ctx = DemoContext(settings=load_settings(), workdir=tmp_path, quick=True)
+    res = watermark_act.act(ctx)
+    assert ctx.artifacts["watermark_scheme"].config()["key_id"] == key.key_id
+    assert "watermark_key_file" not in ctx.artifacts and not (tmp_path / "watermark.key").exists()
+    assert any(key.key_id in note for note in res.notes)
+
+
+@pytest.mark.slow
+def test_demo_quick_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--quick", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "The teacher answers, with and without the watermark" in out
+    assert "demo finished" in out and "12/12" in out
