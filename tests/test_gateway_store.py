@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pyarrow.parquet as pq
@@ -253,6 +254,22 @@ def test_request_log_write_query_count_usage(engine):
         rl.write(_record(9, ts=datetime(2026, 1, 1)))
 
 
+class _RecordingProgress:
+    def __init__(self) -> None:
+        self.total, self.advances = None, []
+
+    @contextmanager
+    def task(self, description, total=None):
+        self.total = total
+        yield self
+
+    def advance(self, n=1):
+        self.advances.append(n)
+
+    def update(self, *, total=None, description=None):
+        pass
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
 def test_request_log_export_round_trip(engine, tmp_path, fmt, monkeypatch):
     import distillscope.gateway.requestlog as requestlog
@@ -263,8 +280,10 @@ def test_request_log_export_round_trip(engine, tmp_path, fmt, monkeypatch):
     for r in records:
         rl.write(r)
     out = tmp_path / f"log.{fmt}"
-    n = rl.export(out, since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=7), format=fmt)
-    assert n == 6
+    progress = _RecordingProgress()
+    n = rl.export(out, since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=7), format=fmt,
+                  progress=progress)
+    assert n == 6 and progress.total == 6 and progress.advances == [3, 3]
     if fmt == "parquet":
         table = pq.read_table(out)
         assert table.schema.equals(EXPORT_SCHEMA)

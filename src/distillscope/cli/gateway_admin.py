@@ -12,7 +12,7 @@ from typing import Any, Iterator, Optional
 
 import typer
 
-from distillscope.cli.common import console, err_console, print_table, state
+from distillscope.cli.common import RichProgress, console, err_console, print_table, state
 from distillscope.errors import ConfigError
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -241,7 +241,7 @@ def export(ctx: typer.Context, out: Path = typer.Argument(..., help="Output file
     fmt = fmt or ("jsonl" if out.suffix.lower() in (".jsonl", ".json") else "parquet")
     start, end = parse_time(since, option="--since"), parse_time(until, option="--until")
     with _open(ctx) as (engine, _):
-        n = RequestLog(engine).export(out, since=start, until=end, format=fmt)
+        n = RequestLog(engine).export(out, since=start, until=end, format=fmt, progress=RichProgress(transient=True))
     console.print(f"exported {n} requests to {out} ({fmt})", highlight=False)
 
 

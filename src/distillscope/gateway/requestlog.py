@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from distillscope.errors import ConfigError, GatewayError
 from distillscope.gateway.db import as_utc, utcnow
 from distillscope.gateway.tables import request_log as t_log
+from distillscope.progress import Progress, ProgressTask, ensure_progress
 
 log = logging.getLogger(__name__)
 
@@ -188,10 +189,11 @@ class RequestLog:
                 for r in rows]
 
     def export(self, path: str | Path, *, since: datetime | None = None, until: datetime | None = None,
-               format: Literal["parquet", "jsonl"] = "parquet") -> int:
+               format: Literal["parquet", "jsonl"] = "parquet", progress: Progress | None = None) -> int:
         """Write rows in ``[since, until)`` to ``path``, streamed in chunks; returns the row count.
 
         The file appears atomically (written to a temporary file beside it, then renamed).
+        ``progress`` advances by the rows written.
         """
         if format not in EXPORT_FORMATS:
             raise ConfigError(f"export format {format!r} is not supported", hint="use parquet or jsonl",
@@ -203,7 +205,9 @@ class RequestLog:
         tmp = Path(tmp_name)
         try:
             writer = _write_parquet if format == "parquet" else _write_jsonl
-            n = writer(tmp, self._chunks(since, until))
+            with ensure_progress(progress).task(f"exporting to {path.name}",
+                                                total=self.count(since=since, until=until)) as task:
+                n = writer(tmp, _advancing(self._chunks(since, until), task))
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -251,6 +255,12 @@ class RequestLog:
                 for r in rows:
                     r["ts"] = as_utc(r["ts"])
                 yield rows
+
+
+def _advancing(chunks: Iterator[list[dict[str, Any]]], task: ProgressTask) -> Iterator[list[dict[str, Any]]]:
+    for rows in chunks:
+        yield rows
+        task.advance(len(rows))
 
 
 def _write_parquet(path: Path, chunks: Iterator[list[dict[str, Any]]]) -> int:
