@@ -318,8 +318,11 @@ def test_retention_redacts_then_deletes(engine):
     now = T0 + timedelta(days=400)
     for i, days in enumerate([380, 40, 5]):  # old, mid, new
         rl.write(_record(i, ts=now - timedelta(days=days)))
-    res = rl.apply_retention(redact_prompts_after=timedelta(days=30), delete_after=timedelta(days=365), now=now)
-    assert (res.redacted, res.deleted) == (1, 1)
+    for i in range(3, 8):
+        rl.write(_record(i, ts=now - timedelta(days=500 + i)))
+    res = rl.apply_retention(redact_prompts_after=timedelta(days=30), delete_after=timedelta(days=365), now=now,
+                             batch_size=2)  # several transactions
+    assert (res.redacted, res.deleted) == (1, 6)
     rows = {r.request_id: r for r in rl.query()}
     assert set(rows) == {"req-00001", "req-00002"}
     assert rows["req-00001"].prompt is None and rows["req-00001"].completion is None

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("parquet", "jsonl")
 EXPORT_CHUNK_ROWS = 5_000
+RETENTION_BATCH_ROWS = 5_000
 
 # Arrow schema of the export, in the column order of the table.
 EXPORT_SCHEMA = pa.schema([
@@ -216,24 +217,40 @@ class RequestLog:
         return n
 
     def apply_retention(self, *, redact_prompts_after: timedelta | None = None,
-                        delete_after: timedelta | None = None, now: datetime | None = None) -> RetentionResult:
+                        delete_after: timedelta | None = None, now: datetime | None = None,
+                        batch_size: int = RETENTION_BATCH_ROWS) -> RetentionResult:
         """Null the prompt and completion of rows older than ``redact_prompts_after`` and delete rows
-        older than ``delete_after``. Token counts and metadata of redacted rows stay for analytics."""
+        older than ``delete_after``. Token counts and metadata of redacted rows stay for analytics.
+
+        Works in transactions of ``batch_size`` rows, so a large prune never blocks the gateway's
+        writes for long.
+        """
         for name, value in (("redact_prompts_after", redact_prompts_after), ("delete_after", delete_after)):
             if value is not None and value <= timedelta(0):
                 raise ConfigError(f"{name}={value} must be positive", hint="e.g. 30d")
         now = as_utc(now) if now is not None else utcnow()
-        redacted = deleted = 0
-        with self.engine.begin() as conn:
-            if delete_after is not None:
-                deleted = conn.execute(t_log.delete().where(t_log.c.ts < now - delete_after)).rowcount
-            if redact_prompts_after is not None:
-                redacted = conn.execute(
-                    t_log.update().where(t_log.c.ts < now - redact_prompts_after,
-                                         sa.or_(t_log.c.prompt.is_not(None), t_log.c.completion.is_not(None)))
-                    .values(prompt=None, completion=None)).rowcount
+        deleted = redacted = 0
+        if delete_after is not None:
+            deleted = self._in_batches(lambda ids: t_log.delete().where(t_log.c.request_id.in_(ids)),
+                                       t_log.c.ts < now - delete_after, batch_size)
+        if redact_prompts_after is not None:
+            redacted = self._in_batches(
+                lambda ids: t_log.update().where(t_log.c.request_id.in_(ids)).values(prompt=None, completion=None),
+                sa.and_(t_log.c.ts < now - redact_prompts_after,
+                        sa.or_(t_log.c.prompt.is_not(None), t_log.c.completion.is_not(None))), batch_size)
         log.info("request-log retention: %d rows redacted, %d deleted", redacted, deleted)
-        return RetentionResult(redacted=int(redacted), deleted=int(deleted))
+        return RetentionResult(redacted=redacted, deleted=deleted)
+
+    def _in_batches(self, statement: Callable[[Any], Any], condition: Any, batch_size: int) -> int:
+        """Run ``statement(ids)`` over the rows matching ``condition``, ``batch_size`` rows per commit."""
+        total = 0
+        while True:
+            with self.engine.begin() as conn:
+                ids = sa.select(t_log.c.request_id).where(condition).limit(max(1, batch_size)).scalar_subquery()
+                n = int(conn.execute(statement(ids)).rowcount)
+            total += n
+            if n < batch_size:
+                return total
 
     # -- internals ---------------------------------------------------------------------------
     @staticmethod
