@@ -70,6 +70,32 @@ def test_maths_answers_are_correct():
         assert item.answer == days[(days.index(today) + k) % 7]
 
 
+def test_more_known_answers_are_correct():
+    gen, rng = PromptGenerator(), random.Random(9)
+    for _ in range(200):
+        item = gen.render("math.discount/1", rng)
+        price, pct = _numbers(item.prompt)
+        assert float(item.answer) == pytest.approx(price * (100 - pct) / 100)
+        item = gen.render("math.recipe/0", rng)
+        s, q, s2 = _numbers(item.prompt)
+        assert int(item.answer) * s == q * s2
+        item = gen.render("math.clock/0", rng)
+        h, m, dh, dm = _numbers(item.prompt)[:4]
+        end = (h * 60 + m + dh * 60 + dm) % 1440
+        assert item.answer == f"{end // 60:02d}:{end % 60:02d}" and f"{h:02d}:{m:02d}" in item.prompt
+        item = gen.render("math.interest/1", rng)
+        p, r, t = _numbers(item.prompt)
+        assert float(item.answer) == pytest.approx(p * r * t / 100)
+        item = gen.render("reason.sequence/0", rng)
+        seq = _numbers(item.prompt)
+        nxt = seq[-1] + (seq[1] - seq[0]) if seq[2] - seq[1] == seq[1] - seq[0] else seq[-1] * seq[1] // seq[0]
+        assert int(item.answer) == nxt
+        item = gen.render("reason.order/0", rng)
+        names = re.findall(r"[A-Z][a-z]+", item.prompt)
+        assert item.answer == (names[0] if re.search(r"the (tallest|oldest|fastest|heaviest|richest)",
+                                                     item.prompt) else names[3])
+
+
 def test_sentiment_and_topic_labels_match_the_text():
     gen, rng = PromptGenerator(), random.Random(2)
     for _ in range(100):

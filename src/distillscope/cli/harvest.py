@@ -56,7 +56,8 @@ def _print_summary(s) -> None:  # noqa: ANN001 - HarvestSummary
 def register(app: typer.Typer) -> None:
     @app.command("harvest")
     def harvest_cmd(
-        endpoint: str = typer.Option(..., "--endpoint", help="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1."),
+        endpoint: str = typer.Option(..., "--endpoint",
+                                     help="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1."),
         model: str = typer.Option(..., "--model", help="Model id as listed by GET /models."),
         out: Path = typer.Option(..., "--out", help="Store directory (created; an existing store is resumed)."),
         api_key: Optional[List[str]] = typer.Option(None, "--api-key", help="API key (repeatable for rotation)."),
@@ -79,7 +80,8 @@ def register(app: typer.Typer) -> None:
         max_retries: int = typer.Option(5, "--max-retries", help="Retries on 429, 5xx, timeouts, dropped connections."),
         system: Optional[str] = typer.Option(None, "--system", help="System prompt put before every prompt."),
         cost_prompt: float = typer.Option(0.0, "--cost-per-1k-prompt", help="Price per 1000 prompt tokens."),
-        cost_completion: float = typer.Option(0.0, "--cost-per-1k-completion", help="Price per 1000 completion tokens."),
+        cost_completion: float = typer.Option(0.0, "--cost-per-1k-completion",
+                                              help="Price per 1000 completion tokens."),
         user_agent: Optional[str] = typer.Option(None, "--user-agent", help="User-Agent header to send."),
         plan: bool = typer.Option(False, "--plan", help="Only check the prompts and the store and show what a run "
                                                         "would do (no request is sent)."),

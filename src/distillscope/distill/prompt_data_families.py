@@ -144,7 +144,7 @@ def _area(rng: random.Random, topic: str) -> tuple[Slots, str]:
 
 
 def _age(rng: random.Random, topic: str) -> tuple[Slots, str]:
-    x, k, y = rng.randint(3, 20), rng.randint(2, 4), rng.randint(1, 15)
+    x, k, y = rng.randint(3, 20), rng.randint(2, 4), rng.randint(2, 15)
     n1, n2 = rng.sample(D.NAMES, 2)
     return {"name": n1, "name2": n2, "x": x, "k": k, "y": y}, str(k * x + y)
 
@@ -165,15 +165,16 @@ def _clock(rng: random.Random, topic: str) -> tuple[Slots, str]:
     h, m = rng.randint(0, 23), rng.choice(range(0, 60, 5))
     dh, dm = rng.randint(0, 9), rng.choice(range(5, 60, 5))
     end = (h * 60 + m + dh * 60 + dm) % (24 * 60)
-    return ({"h": h, "m": f"{m:02d}", "dh": dh, "dm": dm}, f"{end // 60:02d}:{end % 60:02d}")
+    return ({"h": f"{h:02d}", "m": f"{m:02d}", "dh": dh, "dm": dm}, f"{end // 60:02d}:{end % 60:02d}")
 
 
 def _percent(rng: random.Random, topic: str) -> tuple[Slots, str]:
     n = 20 * rng.randint(1, 30)
     pct = rng.choice((5, 10, 15, 25, 35, 40, 45, 55, 60, 65, 75, 80, 85, 90, 95))
-    group = rng.choice(("students in a school", "people at a concert", "trees in an orchard",
-                        "employees at a company", "members of a club"))
-    return {"n": n, "pct": pct, "group": group}, str(n * pct // 100)
+    group, prop = rng.choice((("students in a school", "walk to school"), ("people at a concert", "bought a T-shirt"),
+                              ("trees in an orchard", "are apple trees"), ("employees at a company", "work remotely"),
+                              ("members of a club", "voted yes"), ("cars in a car park", "are electric")))
+    return {"n": n, "pct": pct, "group": group, "prop": prop}, str(n * pct // 100)
 
 
 # --- logic (known answers) ---------------------------------------------------------------------
@@ -338,8 +339,8 @@ def _families() -> tuple[Family, ...]:
           "At what time does it arrive (24-hour clock)?",
           "If I start at {h}:{m} and work for {dh} h {dm} min, when do I finish (24-hour time)?"),
           ("time",), _clock, cot_ok=True),
-        F("math.percent", "math", ("There are {n} {group}. {pct}% of them are left-handed. How many is that?",
-          "Out of {n} {group}, {pct}% take the bus. How many take the bus?"), ("percentages",), _percent, cot_ok=True),
+        F("math.percent", "math", ("There are {n} {group}. {pct}% of them {prop}. How many is that?",
+          "Out of {n} {group}, {pct}% {prop}. How many {group} is that?"), ("percentages",), _percent, cot_ok=True),
         F("reason.order", "reasoning", ("{a} is {comp} {b}. {b} is {comp} {c}. Who is {which}?",
           "Given that {a} is {comp} {b} and {b} is {comp} {c}, who is {which} of the three?"),
           ("logic",), _order, cot_ok=True),
