@@ -68,6 +68,7 @@ class Calibration:
     campaign_threshold: float
     n_reference: int
     n_reference_clusters: int
+    reference_rows: list[list[float | None]] = field(default_factory=list)
     source: str = "reference"
     version: int = field(default=FORMAT_VERSION)
 
@@ -94,6 +95,25 @@ class Calibration:
         cfg["strata"] = tuple(cfg["strata"])
         data["reference"] = {int(k): v for k, v in data["reference"].items()}
         return cls(config=ScoringConfig(**cfg), **data)
+
+    def reference_frame(self) -> pd.DataFrame:
+        """The benign reference accounts' ``n_requests`` and scored features."""
+        return pd.DataFrame(self.reference_rows, columns=["n_requests", *SCORED_FEATURES], dtype=float)
+
+    def threshold_for(self, names: tuple[str, ...]) -> float:
+        """The account threshold for a score over only ``names`` (e.g. the real-time guard's subset)."""
+        ref = self.reference_frame()
+        return _threshold(score(ref, self.reference, self.config, names), ref.n_requests.to_numpy(), self.config)
+
+
+def _threshold(scores: np.ndarray, n_requests: np.ndarray, config: ScoringConfig) -> float:
+    eligible = scores[n_requests >= config.min_requests]
+    eligible = eligible if len(eligible) else scores
+    if len(eligible) * config.alpha >= 1:
+        return float(np.quantile(eligible, 1 - config.alpha, method="higher"))
+    logger.warning("benign reference of %d scored accounts is too small for alpha=%g; threshold = its max",
+                   len(eligible), config.alpha)
+    return float(eligible.max())
 
 
 def _stratum(n: np.ndarray, strata: tuple[int, ...]) -> np.ndarray:
@@ -130,23 +150,26 @@ def _tail_p(values: np.ndarray, ref: list[float], direction: int) -> np.ndarray:
 
 
 def feature_pvalues(features: pd.DataFrame, reference: dict[int, dict[str, list[float]]],
-                    config: ScoringConfig) -> pd.DataFrame:
+                    config: ScoringConfig, names: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Per entity and scored feature, the benign tail probability (1.0 where the feature is missing)."""
+    names = names or tuple(SCORED_FEATURES)
     strata = _stratum(features.n_requests.to_numpy(), config.strata)
-    out = pd.DataFrame(index=features.index, columns=list(SCORED_FEATURES), dtype=float)
+    out = pd.DataFrame(index=features.index, columns=list(names), dtype=float)
     for s in np.unique(strata):
         rows = strata == s
-        for f, (direction, _) in SCORED_FEATURES.items():
+        for f in names:
+            direction = SCORED_FEATURES[f][0]
             vals = features.loc[rows, f].to_numpy(dtype=float)
             out.loc[rows, f] = _tail_p(vals, reference[int(s)][f], direction)
     return out
 
 
-def score(features: pd.DataFrame, reference: dict[int, dict[str, list[float]]], config: ScoringConfig) -> np.ndarray:
-    """``sum(-log10 p)`` over the scored features of each entity."""
+def score(features: pd.DataFrame, reference: dict[int, dict[str, list[float]]], config: ScoringConfig,
+          names: tuple[str, ...] | None = None) -> np.ndarray:
+    """``sum(-log10 p)`` over the scored features (or the subset ``names``) of each entity."""
     if features.empty:
         return np.zeros(0)
-    p = feature_pvalues(features, reference, config)
+    p = feature_pvalues(features, reference, config, names)
     return (-np.log10(p.to_numpy(dtype=float))).sum(axis=1)
 
 
@@ -158,18 +181,13 @@ def calibrate_scores(account_features: pd.DataFrame, cluster_features: pd.DataFr
                            hint=f"use a reference log with at least {config.min_stratum} (better 1000+) accounts")
     reference = _reference_tables(account_features, config)
     ref_scores = score(account_features, reference, config)
-    eligible = ref_scores[account_features.n_requests.to_numpy() >= config.min_requests]
-    eligible = eligible if len(eligible) else ref_scores
-    if len(eligible) * config.alpha >= 1:
-        thr = float(np.quantile(eligible, 1 - config.alpha, method="higher"))
-    else:
-        thr = float(eligible.max())
-        logger.warning("benign reference of %d scored accounts is too small for alpha=%g; threshold = its max",
-                       len(eligible), config.alpha)
+    thr = _threshold(ref_scores, account_features.n_requests.to_numpy(), config)
+    rows = account_features[["n_requests", *SCORED_FEATURES]].astype(float)
+    reference_rows = [[None if pd.isna(v) else float(v) for v in r] for r in rows.itertuples(index=False)]
     cluster_max = float(score(cluster_features, reference, config).max()) if len(cluster_features) else 0.0
     return Calibration(config, reference, account_threshold=thr, campaign_threshold=max(thr, cluster_max),
                        n_reference=len(account_features), n_reference_clusters=len(cluster_features),
-                       source=source)
+                       reference_rows=reference_rows, source=source)
 
 
 def evidence(row: pd.Series, pvalues: pd.Series, reference: dict[str, list[float]], top: int = 5
