@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -245,7 +246,8 @@ def test_round_robin_and_sticky_topic_rotation(tmp_path):
     assert len({a for s in by_topic.values() for a in s}) > 1
 
 
-def test_a_rejected_key_is_retired_and_never_leaks(tmp_path):
+def test_a_rejected_key_is_retired_and_never_leaks(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
     script = Script(valid_keys={GOOD_KEYS[0]})
     with Server(script) as srv:
         s = harvest(config(srv, api_keys=[GOOD_KEYS[0], "sk-secret-revoked"], concurrency=1),
@@ -254,6 +256,8 @@ def test_a_rejected_key_is_retired_and_never_leaks(tmp_path):
     assert Counter(k for k, _ in script.calls)["sk-secret-revoked"] == 1
     text = (tmp_path / "h" / "records.jsonl").read_text() + (tmp_path / "h" / "manifest.json").read_text()
     assert "sk-secret-revoked" not in text and GOOD_KEYS[0] not in text
+    assert "key-1 rejected" in caplog.text  # the server echoed the key in its 401 message ...
+    assert "sk-secret-revoked" not in caplog.text and GOOD_KEYS[0] not in caplog.text  # ... redacted
 
 
 def test_rejected_keys_do_not_use_up_the_retry_budget(tmp_path):
