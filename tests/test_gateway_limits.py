@@ -230,3 +230,19 @@ def test_limits_hold_across_worker_processes(kind, tmp_path, request):
     for pr in procs:
         pr.join(timeout=30)
     assert sum(results) == 25  # 60 attempts from three processes, one shared budget of 25
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_limiter_skips_disk_flush_but_the_log_engine_does_not(kind, tmp_path, request):
+    import sqlalchemy as sa
+
+    engine = make_engine(_db_url(kind, tmp_path, request))
+    upgrade_database(engine)
+    lim = DatabaseRateLimiter(engine)
+    query = "PRAGMA synchronous" if kind == "sqlite" else "SHOW synchronous_commit"
+    with engine.connect() as main, lim.engine.connect() as limiter:
+        durable, fast = main.execute(sa.text(query)).scalar(), limiter.execute(sa.text(query)).scalar()
+    assert (durable, fast) == ((2, 1) if kind == "sqlite" else ("on", "off"))  # FULL/NORMAL, on/off
+    assert lim.acquire(principal(rpm=1), est_tokens=1).headers["x-ratelimit-remaining-requests"] == "0"
+    lim.engine.dispose()
+    engine.dispose()

@@ -62,13 +62,22 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _configure_async_commit(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI objects
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit TO OFF")
+        dbapi_connection.commit()
+
+
 def make_engine(url: str, *, durable: bool = True) -> Engine:
     """Create the engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
 
     SQLite connections use WAL, ``synchronous=FULL`` (a committed row survives a crash and a
     power loss), foreign keys and a busy timeout; a plain ``postgresql://`` URL is mapped to
-    psycopg 3. ``durable=False`` (SQLite only) uses ``synchronous=NORMAL``: still consistent,
-    but the newest commits may roll back on power loss; the rate limiter's own engine uses it.
+    psycopg 3. ``durable=False`` uses ``synchronous=NORMAL`` on SQLite and
+    ``synchronous_commit=off`` on PostgreSQL: still consistent, but the newest commits may be lost
+    on a crash of the machine or server; only the rate limiter's own engine uses it.
     """
     try:
         parsed = make_url(url)
@@ -87,7 +96,10 @@ def make_engine(url: str, *, durable: bool = True) -> Engine:
             raise ConfigError(f"database driver {parsed.drivername!r} is not supported",
                               hint="use postgresql+psycopg:// (psycopg 3)")
         parsed = parsed.set(drivername="postgresql+psycopg")
-        return sa.create_engine(parsed, pool_pre_ping=True)
+        engine = sa.create_engine(parsed, pool_pre_ping=True)
+        if not durable:
+            _configure_async_commit(engine)
+        return engine
     raise ConfigError(f"database backend {backend!r} (from {parsed.render_as_string(hide_password=True)}) "
                       "is not supported", hint="use sqlite:///... or postgresql+psycopg://...")
 

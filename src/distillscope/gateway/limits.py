@@ -132,16 +132,16 @@ def _rejection(principal: Principal, limits: Limits, d: Decision, est_tokens: in
 class DatabaseRateLimiter:
     """Limits kept in the gateway database (``rate_limit_buckets``, ``rate_limit_leases``).
 
-    Each decision is one transaction holding a write lock on the key's bucket (``SELECT ... FOR
-    UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so workers sharing the database
-    share the limits. Limiter state need not survive a power loss, so its commits skip the disk
-    flush (``synchronous_commit = off`` on PostgreSQL, a ``synchronous=NORMAL`` engine on
-    SQLite); the request log keeps full durability.
+    Each decision is one transaction that locks the key's bucket row first (an upsert with
+    ``RETURNING``: a row lock on PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite), so workers sharing the
+    database share the limits. Limiter state need not survive a power loss, so the limiter uses
+    its own engine whose commits skip the disk flush (``synchronous_commit=off`` on PostgreSQL,
+    ``synchronous=NORMAL`` on SQLite); the request log keeps full durability.
     """
 
     def __init__(self, engine: Engine, *, lease_ttl: float = DEFAULT_LEASE_TTL_S,
                  clock: Callable[[], float] = time.time) -> None:
-        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        if engine.url.database not in (None, "", ":memory:"):
             engine = make_engine(engine.url.render_as_string(hide_password=False), durable=False)
         self.engine = engine
         self.lease_ttl = lease_ttl
@@ -150,8 +150,6 @@ class DatabaseRateLimiter:
     @contextmanager
     def _transaction(self) -> Iterator[sa.Connection]:
         with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
             yield conn
 
     def acquire(self, principal: Principal, *, est_tokens: int) -> Lease:
@@ -163,14 +161,11 @@ class DatabaseRateLimiter:
         try:
             with self._transaction() as conn:
                 now = self._clock()
-                _insert_ignore(conn, t_buckets, {"key_id": key_id, "requests": float(limits.rpm or 0),
-                                                 "tokens": float(limits.tpm or 0), "updated": now})
-                row = conn.execute(sa.select(t_buckets).where(t_buckets.c.key_id == key_id).with_for_update()).one()
+                row = _lock_bucket(conn, key_id, limits, now)
                 active = 0
                 if limits.max_concurrent is not None:
-                    conn.execute(t_leases.delete().where(t_leases.c.key_id == key_id, t_leases.c.expires <= now))
-                    active = conn.execute(sa.select(sa.func.count()).select_from(t_leases)
-                                          .where(t_leases.c.key_id == key_id)).scalar_one()
+                    active = conn.execute(sa.select(sa.func.count()).select_from(t_leases).where(
+                        t_leases.c.key_id == key_id, t_leases.c.expires > now)).scalar_one()
                 elapsed = now - row.updated
                 d = decide(limits, requests=refill(row.requests, limits.rpm, elapsed),
                            tokens=refill(row.tokens, limits.tpm, elapsed), active=active, est_tokens=est_tokens)
@@ -191,20 +186,26 @@ class DatabaseRateLimiter:
     def _release(self, key_id: str, lease_id: str | None, tpm: int | None, refund: int) -> None:
         try:
             with self._transaction() as conn:
-                if lease_id is not None:
-                    conn.execute(t_leases.delete().where(t_leases.c.lease_id == lease_id))
+                if lease_id is not None:  # also sweeps this key's leases left behind by crashed workers
+                    conn.execute(t_leases.delete().where(sa.or_(
+                        t_leases.c.lease_id == lease_id,
+                        sa.and_(t_leases.c.key_id == key_id, t_leases.c.expires <= self._clock()))))
                 if tpm is not None and refund:
+                    least = sa.func.min if conn.dialect.name == "sqlite" else sa.func.least
                     conn.execute(t_buckets.update().where(t_buckets.c.key_id == key_id).values(
-                        tokens=sa.func.min(t_buckets.c.tokens + refund, float(tpm))
-                        if conn.dialect.name == "sqlite" else sa.func.least(t_buckets.c.tokens + refund, float(tpm))))
+                        tokens=least(t_buckets.c.tokens + refund, float(tpm))))
         except SQLAlchemyError:  # the lease expires on its own; never fail a finished request
             log.warning("could not release the rate-limit lease of key %s; it expires after %.0fs",
                         key_id, self.lease_ttl, exc_info=True)
 
 
-def _insert_ignore(conn: sa.Connection, table: sa.Table, values: dict[str, Any]) -> None:
+def _lock_bucket(conn: sa.Connection, key_id: str, limits: Limits, now: float) -> Any:
+    """The key's bucket row, created full if missing, locked until the transaction ends (one statement)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=["key_id"]))
+    stmt = dialect.insert(t_buckets).values(key_id=key_id, requests=float(limits.rpm or 0),
+                                            tokens=float(limits.tpm or 0), updated=now)
+    stmt = stmt.on_conflict_do_update(index_elements=["key_id"], set_={"key_id": stmt.excluded.key_id})
+    return conn.execute(stmt.returning(t_buckets.c.requests, t_buckets.c.tokens, t_buckets.c.updated)).one()
 
 
 _ACQUIRE_LUA = """
