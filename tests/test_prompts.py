@@ -114,6 +114,17 @@ def test_render_uses_the_named_template_and_cot_suffix():
     assert not plain.cot and plain.template_id == "qa.define/2"
 
 
+def test_render_with_explicit_slots():
+    gen = PromptGenerator()
+    assert gen.template("explain.simple/0").slots == ("concept", "audience")
+    item = gen.render("explain.simple/0", random.Random(1), slots={"concept": "entropy", "audience": "to a cat"})
+    assert item.prompt == "Explain entropy to a cat."
+    fixed = gen.render("math.speed/0", random.Random(1), slots={"d": 100, "t": 4})
+    assert "100 km in 4 hours" in fixed.prompt and fixed.answer is None
+    with pytest.raises(DistillError, match="no slot.*colour"):
+        gen.render("qa.define/0", random.Random(1), slots={"colour": "red"})
+
+
 def test_sample_respects_category_topic_and_cot():
     gen, rng = PromptGenerator(), random.Random(4)
     for _ in range(50):

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import random
 import re
+import string
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from distillscope.distill.prompt_data import COT_SUFFIXES
 from distillscope.distill.prompt_data_families import FAMILIES, Family
@@ -59,6 +60,11 @@ class Template:
     text: str
     topics: tuple[str, ...]
     cot_ok: bool
+
+    @property
+    def slots(self) -> tuple[str, ...]:
+        """Slot names in ``text`` (e.g. ``("concept", "audience")``), in order of appearance."""
+        return tuple(dict.fromkeys(name for _, name, _, _ in string.Formatter().parse(self.text) if name))
 
 
 def _templates_of(family: Family) -> tuple[Template, ...]:
@@ -136,19 +142,25 @@ class PromptGenerator:
         return self._render(template, rng, topic, cot)
 
     def render(self, template_id: str, rng: random.Random, topic: str | None = None,
-               cot: bool | None = None) -> PromptItem:
+               cot: bool | None = None, slots: Mapping[str, object] | None = None) -> PromptItem:
         """Fill the slots of one template with values drawn from ``rng``.
 
         ``template_id`` may end in ``+cotK`` to use chain-of-thought suffix K; otherwise ``cot``
-        (None: no suffix) decides, with the suffix drawn from ``rng``.
+        (None: no suffix) decides, with the suffix drawn from ``rng``. ``slots`` overrides drawn
+        values (names in :attr:`Template.slots`); the known answer is then dropped (None), since
+        it was computed from the drawn values.
         """
         template, cot_index = _parse_template_id(template_id)
         if topic is not None and topic not in template.topics:
             raise DistillError(f"template {template.id!r} does not cover topic {topic!r}",
                                hint=f"its topics: {', '.join(template.topics[:8])}")
+        unknown = sorted(set(slots or {}) - set(template.slots))
+        if unknown:
+            raise DistillError(f"template {template.id!r} has no slot(s) {', '.join(unknown)}",
+                               hint=f"its slots: {', '.join(template.slots) or 'none'}")
         if cot_index is not None:
-            return self._render(template, rng, topic, True, cot_index)
-        return self._render(template, rng, topic, bool(cot))
+            return self._render(template, rng, topic, True, cot_index, slots)
+        return self._render(template, rng, topic, bool(cot), None, slots)
 
     def generate(self, n: int) -> list[PromptItem]:
         """``n`` distinct prompts, the same ones for the same seed and categories."""
@@ -180,10 +192,13 @@ class PromptGenerator:
                 and (topic is None or topic in f.topics)]
 
     def _render(self, template: Template, rng: random.Random, topic: str | None, cot: bool | None,
-                cot_index: int | None = None) -> PromptItem:
+                cot_index: int | None = None, overrides: Mapping[str, object] | None = None) -> PromptItem:
         family = _FAMILY_BY_NAME[template.family]
         topic = topic if topic is not None else rng.choice(family.topics)
         slots, answer = family.fill(rng, topic)
+        if overrides:
+            slots = {**slots, **overrides}
+            answer = None
         text = template.text.format(**slots)
         if cot is None:
             cot = family.cot_ok and rng.random() < self.cot_rate
