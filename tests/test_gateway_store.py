@@ -415,3 +415,22 @@ def test_workers_starting_together_migrate_once(kind, tmp_path, request):
         assert conn.execute(sa.text("select version_num from alembic_version")).scalars().all() == ["0001"]
     for e in engines:
         e.dispose()
+
+
+def test_per_key_and_per_account_range_queries_use_their_indexes(sqlite_engine):
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+    from distillscope.gateway.tables import request_log
+
+    rl = RequestLog(sqlite_engine)
+    for i in range(50):
+        rl.write(_record(i, key=f"{i % 5:012d}", account=f"acct_{i % 3}"))
+    lo, hi = T0, T0 + timedelta(minutes=30)
+    for column, value, index in (("key_id", "000000000001", "ix_request_log_key_ts"),
+                                 ("account_id", "acct_1", "ix_request_log_account_ts")):
+        q = sa.select(request_log).where(request_log.c[column] == value, request_log.c.ts >= lo,
+                                         request_log.c.ts < hi)
+        sql = str(q.compile(dialect=sqlite_dialect.dialect(), compile_kwargs={"literal_binds": True}))
+        with sqlite_engine.connect() as conn:
+            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+        assert index in plan, plan
