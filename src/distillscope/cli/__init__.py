@@ -23,9 +23,11 @@ COMMAND_MODULES = [
     "distillscope.cli.teacher",
     "distillscope.cli.watermark",
     "distillscope.cli.demo",
+    "distillscope.cli.gateway",
     "distillscope.cli.gateway_admin",
     "distillscope.cli.train",
     "distillscope.cli.harvest",
+    "distillscope.cli.traffic",
 ]
 
 app = typer.Typer(
