@@ -19,7 +19,7 @@ import random
 import re
 import string
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from distillscope.distill.prompt_data import COT_SUFFIXES
 from distillscope.distill.prompt_data_families import FAMILIES, Family
@@ -210,7 +210,3 @@ class PromptGenerator:
             template_id = f"{template.id}+cot{cot_index}"
         return PromptItem(text, family.category, topic, template_id, answer, bool(cot))
 
-
-def prompt_items_to_rows(items: Iterable[PromptItem]) -> list[dict[str, Any]]:
-    """Rows for a JSONL file (``distillscope prompts generate``)."""
-    return [item.to_dict() for item in items]
