@@ -134,6 +134,10 @@ def test_rotate_issues_new_key_and_revokes_old(engine):
     assert info.value.code == "key_revoked"
     states = {k.key_id: k.state for k in store.get_account("acme").keys}
     assert states == {old.key_id: KeyState.REVOKED, new.key_id: KeyState.ACTIVE}
+    store.set_key_state(new.key_id, "suspended", reason="harvest", actor="guard")
+    _, newer = store.rotate_key(new.key_id, actor="ops")
+    assert newer.state is KeyState.SUSPENDED  # rotating cannot lift a suspension
+    assert store.get_key(newer.key_id).state is KeyState.SUSPENDED
 
 
 def test_plaintext_keys_are_never_stored(sqlite_engine, tmp_path):

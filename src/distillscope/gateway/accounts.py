@@ -301,19 +301,23 @@ class AccountStore:
         return True
 
     def rotate_key(self, key_id: str, *, actor: str) -> tuple[str, KeyInfo]:
-        """Issue a new key for the same account and revoke the old one, in one transaction."""
+        """Issue a new key for the same account and revoke the old one, in one transaction.
+
+        The new key inherits the old key's state, so rotating cannot lift a throttle or suspension.
+        """
         with self._locked() as conn:
-            row = _key_row(conn, key_id)
-            if KeyState(row.state) is KeyState.REVOKED:
+            row = _key_row(conn, key_id, for_update=True)
+            old_state = KeyState(row.state)
+            if old_state is KeyState.REVOKED:
                 raise GatewayError(f"API key {key_id} is already revoked", hint="create a new key instead",
                                    code="key_revoked")
-            plaintext, info = _insert_key(conn, row.account_id)
+            plaintext, info = _insert_key(conn, row.account_id, old_state)
             now = utcnow()
             conn.execute(t_keys.update().where(t_keys.c.key_id == row.key_id)
                          .values(state=KeyState.REVOKED.value, revoked_at=now))
-            _audit(conn, "key", row.key_id, "rotate", KeyState(row.state), KeyState.REVOKED,
+            _audit(conn, "key", row.key_id, "rotate", old_state, KeyState.REVOKED,
                    f"rotated to key {info.key_id}", actor, {"new_key_id": info.key_id})
-            _audit(conn, "key", info.key_id, "create", None, KeyState.ACTIVE,
+            _audit(conn, "key", info.key_id, "create", None, old_state,
                    f"rotated from key {row.key_id}", actor, None)
         log.info("key %s rotated to %s by %s", key_id, info.key_id, actor)
         return plaintext, info
@@ -407,15 +411,14 @@ def _target_ids(conn: Connection, target: str) -> list[str]:
     return [acct.account_id, *keys]
 
 
-def _insert_key(conn: Connection, account_id: str) -> tuple[str, KeyInfo]:
+def _insert_key(conn: Connection, account_id: str, state: KeyState = KeyState.ACTIVE) -> tuple[str, KeyInfo]:
     key_id, salt = secrets.token_hex(6), secrets.token_bytes(16)
     secret = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(_SECRET_LEN))
     now = utcnow()
     conn.execute(t_keys.insert().values(key_id=key_id, account_id=account_id, salt=salt.hex(),
-                                        key_hash=hash_secret(secret, salt), state=KeyState.ACTIVE.value,
-                                        created_at=now))
-    return f"{KEY_PREFIX}-{key_id}-{secret}", KeyInfo(key_id=key_id, account_id=account_id,
-                                                      state=KeyState.ACTIVE, created_at=now)
+                                        key_hash=hash_secret(secret, salt), state=state.value, created_at=now))
+    return f"{KEY_PREFIX}-{key_id}-{secret}", KeyInfo(key_id=key_id, account_id=account_id, state=state,
+                                                      created_at=now)
 
 
 def _audit(conn: Connection, kind: str, target_id: str, action: str, old: KeyState | None,
