@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -397,6 +398,20 @@ def test_harvest_through_the_distillscope_gateway(tmp_path):
     recs = list(HarvestStore(tmp_path / "h").ok_records())
     assert {r.key_alias for r in recs} == {"key-0", "key-1"}
     assert all(r.completion.startswith("echo: ") and r.token_ids and len(r.top_logprob_ids[0]) == 2 for r in recs)
+
+
+# --- the docs' examples run -------------------------------------------------------------------
+
+def test_python_examples_in_docs_run(server, tmp_path, monkeypatch, capsys):
+    text = (Path(__file__).parent.parent / "docs" / "distill.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 3
+    code = "\n".join(blocks).replace("http://127.0.0.1:8000/v1", server.url).replace('"sk-..."', f'"{GOOD_KEYS[0]}"')
+    code = code.replace('model="smollm2"', 'model="teacher"')
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/distill.md", "exec"), {})
+    assert HarvestStore(tmp_path / "runs" / "harvest").stats().n_ok == 200
+    assert "echo" in capsys.readouterr().out
 
 
 # --- CLI ------------------------------------------------------------------------------------
