@@ -438,3 +438,20 @@ def test_per_key_and_per_account_range_queries_use_their_indexes(sqlite_engine):
         with sqlite_engine.connect() as conn:
             plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
         assert index in plan, plan
+
+
+def test_upgrade_errors_are_readable(sqlite_engine, capsys, monkeypatch):
+    with sqlite_engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = 'from_the_future'"))
+    with pytest.raises(GatewayError) as info:
+        upgrade_database(sqlite_engine)
+    assert info.value.code == "database_schema_unknown" and "upgrade distillscope" in str(info.value)
+    with pytest.raises(GatewayError) as info:
+        upgrade_database(make_engine("postgresql://nobody:s3cret-pw@127.0.0.1:1/none"))
+    assert info.value.code == "database_unavailable" and "s3cret-pw" not in str(info.value)
+    monkeypatch.setenv("DISTILLSCOPE_DATABASE_URL", "postgresql://nobody:s3cret-pw@127.0.0.1:1/none")
+    from distillscope.cli import main
+
+    assert main(["accounts", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot migrate" in err and "s3cret-pw" not in err and "Traceback" not in err

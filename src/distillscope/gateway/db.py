@@ -14,6 +14,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.util import CommandError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -125,10 +126,15 @@ def upgrade_database(engine: Engine) -> None:
                 if conn.dialect.name == "postgresql":
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
                 command.upgrade(alembic_config(conn), "head")
+    except CommandError as exc:
+        url = engine.url.render_as_string(hide_password=True)
+        raise GatewayError(f"the gateway database {url} has a schema this version does not know ({exc})",
+                           hint="upgrade distillscope, or point DISTILLSCOPE_DATABASE_URL at another database",
+                           code="database_schema_unknown") from exc
     except SQLAlchemyError as exc:
         url = engine.url.render_as_string(hide_password=True)
-        raise GatewayError(f"cannot migrate the gateway database {url}: {exc.__class__.__name__}: {exc.orig or exc}"
-                           if hasattr(exc, "orig") else f"cannot migrate the gateway database {url}: {exc}",
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise GatewayError(f"cannot migrate the gateway database {url}: {reason}",
                            hint="check the database URL and that the server is reachable",
                            code="database_unavailable") from exc
     log.info("gateway database %s is at the newest schema", engine.url.render_as_string(hide_password=True))
