@@ -70,7 +70,7 @@ def make_store(directory: Path, tokenizer, n: int = 40, *, ids: bool = True, top
         top = [[[t, math.log(0.7)], [(t + 1) % vocab, math.log(0.1)], [(t + 2) % vocab, math.log(0.05)],
                 [(t + 3) % vocab, math.log(0.05)]] for t in tid]
         rec = {"id": f"r{i:04d}", "status": "ok", "prompt": q, "messages": [{"role": "user", "content": q}],
-               "completion": a, "finish_reason": "stop", "tokens": tokenizer.convert_ids_to_tokens(tid),
+               "completion": a, "finish_reason": "stop", "tokens": [tokenizer.decode([t]) for t in tid],
                "token_ids": tid if ids else None, "top_logprobs": None, "top_logprob_ids": None,
                "usage": {"completion_tokens": len(tid)}, "error": None, "attempts": 1}
         if topk == "ids":
@@ -162,3 +162,15 @@ def test_collator_aligns_labels_and_topk(tmp_path, tok):
     assert batch["topk_ids"][0, p:p + a - 1, 0].tolist() == recs[0]["token_ids"]
     assert torch.isinf(batch["topk_logprobs"][0, p + a - 1]).all()      # the appended EOS has no top-k
     assert batch["attention_mask"].sum().item() == sum(len(e.prompt_ids) + len(e.answer_ids) for e in data.examples)
+
+
+def test_strings_only_store_trains_on_the_same_ids(tmp_path, tok):
+    """An endpoint without token ids: tokens and top-k strings map back onto the same ids."""
+    exact = build_examples(read_store(make_store(tmp_path / "a", tok, n=4)), tok, use_teacher_ids=True,
+                           with_topk=True, max_length=128)
+    strings = build_examples(read_store(make_store(tmp_path / "b", tok, n=4, ids=False, topk="strings")), tok,
+                             use_teacher_ids=True, with_topk=True, max_length=128)
+    for a, b in zip(exact.examples, strings.examples):
+        assert a.answer_ids == b.answer_ids
+        assert sorted(a.topk_ids[0].tolist()) == sorted(b.topk_ids[0].tolist())
+    assert check_tokenizer(tok, read_store(tmp_path / "b")).compatible

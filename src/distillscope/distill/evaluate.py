@@ -22,7 +22,8 @@ from typing import Any, Sequence
 
 import torch
 
-from distillscope.distill.kd_data import encode_prompt, load_records, prompt_messages, split_heldout
+from distillscope.distill.kd_data import (TokenMapper, encode_prompt, load_records, prompt_messages, split_heldout,
+                                          teacher_answer_ids)
 from distillscope.distill.student import check_tokenizer, count_parameters
 from distillscope.distill.tasks import TaskItem, builtin_tasks, score_answer
 from distillscope.errors import DistillError
@@ -120,10 +121,12 @@ def heldout_records(store_or_records: Any, fraction: float, limit: int) -> list[
 def _sequences(tokenizer: Any, records: Sequence[dict[str, Any]], use_ids: bool) -> list[tuple[list[int], int]]:
     """(prompt + answer ids, prompt length) per record."""
     out = []
+    mapper = TokenMapper(tokenizer) if use_ids else None
     for rec in records:
         prompt = encode_prompt(tokenizer, prompt_messages(rec))
-        answer = (list(rec["token_ids"]) if use_ids and rec.get("token_ids")
-                  else list(tokenizer(rec["completion"], add_special_tokens=False)["input_ids"]))
+        answer = teacher_answer_ids(rec, mapper) if use_ids else None
+        if answer is None:
+            answer = list(tokenizer(rec["completion"], add_special_tokens=False)["input_ids"])
         if answer:
             out.append((prompt + answer, len(prompt)))
     return out

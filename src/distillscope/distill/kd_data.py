@@ -182,6 +182,19 @@ class TokenMapper:
         return self._table.get(token)
 
 
+def teacher_answer_ids(rec: dict[str, Any], mapper: TokenMapper | None) -> list[int] | None:
+    """The teacher's completion token ids: ``token_ids``, else the ``tokens`` strings mapped onto
+    the student vocabulary (None when there are neither or a token does not map)."""
+    if rec.get("token_ids"):
+        return list(rec["token_ids"])
+    tokens = rec.get("tokens")
+    if tokens and mapper is not None:
+        ids = [mapper.lookup(str(t)) for t in tokens]
+        if all(i is not None for i in ids):
+            return ids  # type: ignore[return-value]
+    return None
+
+
 @dataclass(frozen=True)
 class KDExample:
     """One training sequence: prompt ids, answer ids, and optional top-k targets per answer token."""
@@ -289,18 +302,18 @@ def build_examples(records: Sequence[dict[str, Any]], tokenizer: Any, *, use_tea
     ``use_teacher_ids``): attach the top-k targets. Answers are cut to fit ``max_length``;
     an end-of-sequence target is appended to answers that stopped naturally.
     """
-    mapper = TokenMapper(tokenizer) if with_topk else None
+    mapper = TokenMapper(tokenizer) if (with_topk or use_teacher_ids) else None
     eos = tokenizer.eos_token_id
     examples: list[KDExample] = []
     skipped = teacher_tokens = 0
     for rec in records:
         prompt = encode_prompt(tokenizer, prompt_messages(rec))
-        if use_teacher_ids and rec.get("token_ids") is not None:
-            answer = list(rec["token_ids"])
-        else:
+        answer = teacher_answer_ids(rec, mapper) if use_teacher_ids else None
+        aligned = answer is not None
+        if answer is None:
             answer = list(tokenizer(rec["completion"], add_special_tokens=False)["input_ids"])
         teacher_tokens += len(answer)
-        topk = topk_arrays(rec, mapper) if with_topk else None
+        topk = topk_arrays(rec, mapper) if with_topk and aligned else None
         n_answer = len(answer)
         if rec.get("finish_reason") == "stop" and eos is not None and (not answer or answer[-1] != eos):
             answer.append(eos)

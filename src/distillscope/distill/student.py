@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from distillscope.errors import ModelError
-from distillscope.distill.kd_data import TokenMapper
+from distillscope.distill.kd_data import TokenMapper, teacher_answer_ids
 
 logger = logging.getLogger(__name__)
 
@@ -65,19 +65,21 @@ def check_tokenizer(tokenizer: Any, records: Sequence[dict[str, Any]], *, sample
     """Check a student tokenizer against stored teacher token ids and top-k token strings.
 
     Compatible means: every stored id is inside the vocabulary, at least ``DECODE_MATCH_MIN`` of
-    the sampled records' ``token_ids`` decode back to their completion text, and (for stores
-    with token strings only) at most ``UNMAPPED_TOPK_MAX`` of the top-k strings fail to map.
+    the sampled records' teacher tokens (``token_ids``, or ``tokens`` strings mapped onto the
+    vocabulary) decode back to their completion text, and (for stores with token strings only)
+    at most ``UNMAPPED_TOPK_MAX`` of the top-k strings fail to map.
     """
     vocab = len(tokenizer)
     picked = list(records[:sample])
     ids = [i for rec in picked for i in _record_ids(rec)]
     max_id = max(ids) if ids else None
-    with_ids = [r for r in picked if r.get("token_ids")]
+    mapper = TokenMapper(tokenizer)
+    answers = [(r, teacher_answer_ids(r, mapper)) for r in picked if r.get("token_ids") or r.get("tokens")]
     rate = None
-    if with_ids:
-        hits = sum(_normalise(tokenizer.decode(r["token_ids"], skip_special_tokens=True))
-                   == _normalise(r["completion"]) for r in with_ids)
-        rate = hits / len(with_ids)
+    if answers:
+        hits = sum(ids is not None and _normalise(tokenizer.decode(ids, skip_special_tokens=True))
+                   == _normalise(r["completion"]) for r, ids in answers)
+        rate = hits / len(answers)
     unmapped = _unmapped_rate(tokenizer, picked)
     reason = ""
     if max_id is not None and max_id >= vocab:

@@ -336,7 +336,7 @@ def plan_training(config: DistillConfig, records: list[dict[str, Any]], tokenize
     tokenizer does not match the stored ids (unless ``fallback_to_sft``).
     """
     check = check_tokenizer(tokenizer, records)
-    has_ids = any(r.get("token_ids") for r in records)
+    has_ids = any(r.get("token_ids") or r.get("tokens") for r in records)
     if config.mode == "sft":
         return _Plan(False, has_ids and check.compatible, False)
     require_topk(records)
