@@ -13,7 +13,7 @@ from typing import Any, Iterator, Optional
 import typer
 
 from distillscope.cli.common import RichProgress, console, err_console, print_table, state
-from distillscope.errors import ConfigError
+from distillscope.errors import ConfigError, GatewayError
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -61,10 +61,16 @@ def _open(ctx: typer.Context) -> Iterator[tuple[Any, Any]]:
     from distillscope.gateway.accounts import AccountStore
     from distillscope.gateway.db import make_engine, upgrade_database
 
+    from sqlalchemy.exc import SQLAlchemyError
+
     engine = make_engine(state(ctx).settings().resolved_database_url)
     try:
         upgrade_database(engine)
         yield engine, AccountStore(engine)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise GatewayError(f"the gateway database failed: {reason}", hint="check that it is reachable and retry",
+                           code="database_unavailable") from exc
     finally:
         engine.dispose()
 
