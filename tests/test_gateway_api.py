@@ -134,6 +134,7 @@ def test_revocation_takes_effect_on_the_very_next_request(gateway):
     rows = state.request_log.query()
     assert [r.status for r in rows] == [200, 403]
     assert rows[1].key_id == rows[0].key_id and rows[1].error == "key_revoked"
+    assert rows[1].account_id == rows[0].account_id  # a genuine key refused for its state stays attributed
 
 
 def test_suspended_key_is_403(gateway):

@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 # Act modules, in the order the story is told; each defines ``act(ctx) -> ActResult``.
 ACT_MODULES = [
     "distillscope.demo.watermark_act",
+    "distillscope.demo.gateway_act",
+    "distillscope.demo.traffic_act",
     "distillscope.demo.distill_act",
 ]
 

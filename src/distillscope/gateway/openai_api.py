@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from distillscope.errors import AuthError, GatewayError
+from distillscope.errors import AuthError, DistillscopeError, GatewayError
 from distillscope.gateway import recording
 from distillscope.gateway.accounts import parse_api_key
 from distillscope.gateway.generation import Call, Reply
@@ -43,12 +43,24 @@ async def authenticate_request(request: Request) -> Any:
     except AuthError as exc:
         ctx.auth_error = exc.code
         if exc.code and exc.code.endswith(("_revoked", "_suspended")):
-            parsed = parse_api_key(api_key)
-            ctx.key_id_hint = parsed[0] if parsed else None
+            await _attribute_refusal(request, ctx, api_key)
         if ctx.raw_body is None and request.method == "POST":
             ctx.raw_body = await _parsed_body(request)
         raise
     return ctx.principal
+
+
+async def _attribute_refusal(request: Request, ctx: recording.RequestContext, api_key: str) -> None:
+    """A genuine key refused for its state (revoked, suspended): log its key and account ids."""
+    parsed = parse_api_key(api_key)
+    if parsed is None:
+        return
+    ctx.key_id_hint = parsed[0]
+    try:
+        info = await run_in_threadpool(get_state(request).store.get_key, parsed[0])
+        ctx.account_id_hint = info.account_id
+    except DistillscopeError:
+        pass
 
 
 async def _parsed_body(request: Request) -> Any:

@@ -44,7 +44,8 @@ class RequestContext:
     user_agent: str | None
     principal: Any = None
     auth_error: str | None = None
-    key_id_hint: str | None = None   # key id of a revoked/suspended key (failed auth)
+    key_id_hint: str | None = None   # ids of a genuine key refused for its state (revoked, suspended)
+    account_id_hint: str | None = None
     body: Any = None                 # the validated request model
     raw_body: Any = None             # the parsed JSON of an invalid request
     logged: bool = False
@@ -109,7 +110,7 @@ def build_record(ctx: RequestContext, status: int, *, error: str | None = None, 
     params = fields_.get("params") or {}
     return RequestRecord(
         request_id=ctx.request_id, ts=ctx.ts, endpoint=ctx.endpoint, status=status,
-        account_id=principal.account_id if principal else None,
+        account_id=principal.account_id if principal else ctx.account_id_hint,
         key_id=principal.key_id if principal else ctx.key_id_hint,
         client_ip=ctx.client_ip, user_agent=ctx.user_agent, model=fields_.get("model"), params=params,
         temperature=_num(params.get("temperature"), float), max_tokens=max_tokens,
