@@ -78,12 +78,13 @@ def replay(log: pa.Table, client: Any, api_keys: Mapping[str, str], *, model: st
 
 
 class ReplayedGuard:
-    """Wraps a guard for replays: restores each request's simulated arrival time and client IP.
+    """Wraps a guard for replays: restores each request's simulated time, IP and sizes.
 
-    A replay sends a week of simulated traffic in seconds from one loopback address; the gateway
-    logs wall-clock time and 127.0.0.1. Call :meth:`expect` with each row just before sending it
+    A replay sends a week of simulated traffic in seconds from one loopback address to a fast
+    (stub) backend with small ``max_tokens``; the gateway logs wall-clock time, 127.0.0.1 and the
+    stub's short replies. Call :meth:`expect` with each row just before sending it
     (``replay(..., on_request=guard.expect)``; requests must be sent one at a time) and the wrapped
-    guard sees the row's own ``ts`` and ``client_ip``.
+    guard sees the row's own ``ts``, ``client_ip``, ``max_tokens`` and token counts.
     """
 
     def __init__(self, guard: Any) -> None:
@@ -101,5 +102,10 @@ class ReplayedGuard:
             row = self._pending.pop(0)
             ts = row["ts"]
             ts = ts if isinstance(ts, datetime) else datetime.fromtimestamp(float(ts), timezone.utc)
-            record = dataclasses.replace(record, ts=ts, client_ip=row.get("client_ip") or record.client_ip)
+            changes: dict[str, Any] = {"ts": ts, "client_ip": row.get("client_ip") or record.client_ip,
+                                       "max_tokens": row.get("max_tokens")}
+            if record.status < 400:
+                changes.update(prompt_tokens=row.get("prompt_tokens") or record.prompt_tokens,
+                               completion_tokens=row.get("completion_tokens") or record.completion_tokens)
+            record = dataclasses.replace(record, **changes)
         return self.guard.observe(record)
