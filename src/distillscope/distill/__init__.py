@@ -7,12 +7,19 @@ Public names (other packages import only these):
 - harvest: :func:`harvest` / :func:`aharvest`, :func:`plan_harvest`, :class:`HarvestConfig`, :class:`HarvestPlan`,
   :class:`HarvestSummary`, :class:`HarvestStore`, :class:`HarvestRecord`, :class:`HarvestError`, :class:`StoreStats`,
   :func:`read_prompt_file`, :func:`record_id`, ``ROTATIONS``
+- train/eval: :func:`train`, :class:`DistillConfig`, :class:`DistillTrainer`, :class:`TrainResult`,
+  :func:`evaluate`, :class:`EvalReport`, :class:`ModelEval`, :func:`builtin_tasks`, :class:`TaskItem`,
+  ``KD_LOSSES`` (:func:`topk_forward_kl`, :func:`topk_reverse_kl`, :func:`topk_jsd`)
 """
 
 from distillscope.distill.harvest import HarvestConfig, HarvestPlan, HarvestSummary, aharvest, harvest, plan_harvest
 from distillscope.distill.harvest_prompts import read_prompt_file
 from distillscope.distill.prompts import CATEGORIES, COT_SUFFIXES, TOPICS, PromptGenerator, PromptItem, Template
 from distillscope.distill.rotation import ROTATIONS
+from distillscope.distill.evaluate import EvalReport, ModelEval, evaluate
+from distillscope.distill.losses import KD_LOSSES, topk_forward_kl, topk_jsd, topk_reverse_kl
+from distillscope.distill.tasks import TaskItem, builtin_tasks
+from distillscope.distill.train import DistillConfig, DistillTrainer, TrainResult, train
 from distillscope.distill.store import HarvestError, HarvestRecord, HarvestStore, StoreStats, record_id
 
 __all__ = [
@@ -20,4 +27,6 @@ __all__ = [
     "HarvestConfig", "HarvestPlan", "HarvestSummary", "aharvest", "harvest", "plan_harvest", "read_prompt_file",
     "ROTATIONS",
     "HarvestError", "HarvestRecord", "HarvestStore", "StoreStats", "record_id",
+    "DistillConfig", "DistillTrainer", "TrainResult", "train", "EvalReport", "ModelEval", "evaluate",
+    "TaskItem", "builtin_tasks", "KD_LOSSES", "topk_forward_kl", "topk_reverse_kl", "topk_jsd",
 ]
