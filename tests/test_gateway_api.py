@@ -175,6 +175,7 @@ def test_streaming_row_is_written_before_done(gateway):
                     assert state.request_log.count() == 1  # durable before [DONE] reached us
                 events.append(line)
     assert events[-1] == "data: [DONE]"
+    assert "distillscope_requests_in_flight 0.0" in client.get("/metrics").text
     (row,) = state.request_log.query()
     assert row.stream and row.completion == "echo: hello gateway" and row.completion_tokens == 3
 

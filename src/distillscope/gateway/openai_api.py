@@ -129,15 +129,18 @@ async def _serve(request: Request, endpoint: str, body: Any) -> Any:
                 model=body.model, max_tokens=max_tokens)
     headers = {**lease.headers, "x-request-id": ctx.request_id}
     state.metrics.in_flight.inc()
+    streaming = False  # a started stream decrements in_flight itself when it ends
     try:
         if body.stream:
-            return await _stream(state, ctx, call, lease, headers)
+            response = await _stream(state, ctx, call, lease, headers)
+            streaming = isinstance(response, StreamingResponse)
+            return response
         reply = await state.backend.complete(call)
         await _finish(state, ctx, reply)
-        status = reply.status
-        return JSONResponse(reply.body, status_code=status, headers=headers)
+        return JSONResponse(reply.body, status_code=reply.status, headers=headers)
     finally:
-        state.metrics.in_flight.dec()
+        if not streaming:
+            state.metrics.in_flight.dec()
         if not body.stream:
             await run_in_threadpool(lease.release, ctx.extra.get("tokens", 0))
 
@@ -197,6 +200,7 @@ async def _sse_events(state: GatewayState, ctx: recording.RequestContext, first:
         yield sse({"error": {"message": f"the stream failed ({code}); request id {ctx.request_id}",
                              "type": "api_error", "param": None, "code": code}})
     finally:
+        state.metrics.in_flight.dec()
         await run_in_threadpool(lease.release, tokens)
 
 
