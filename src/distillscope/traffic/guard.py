@@ -255,7 +255,7 @@ class TrafficGuard:
         feats = features_from_totals(t, self.state.set_size(account, "ips"), self.state.set_size(account, "days"))
         score, ev = self._score(feats, n)
         level = self._decide(self.policy.account, score, self.threshold_, n)
-        if not level or not self.state.raise_level(f"account:{account}", level):
+        if not level or not self.state.raise_level(f"enforced:{account}", level):
             return []
         self._record(account, "account", level, score, self.threshold_, n, record, ts)
         evidence = {"scope": "account", "score": round(score, 3), "threshold": round(self.threshold_, 3),
@@ -288,7 +288,7 @@ class TrafficGuard:
         if self.state.raise_level(f"cluster:{root}", level):
             self._record(root, "cluster", level, score, self.cluster_threshold_, n, record, ts)
         # Members that joined after an earlier escalation are brought up to the cluster's level.
-        targets = [m for m in members if self.state.raise_level(f"member:{m}", level)]
+        targets = [m for m in members if self.state.raise_level(f"enforced:{m}", level)]
         if not targets:
             return []
         evidence = {"scope": "cluster", "cluster": root, "accounts": members[:50], "n_accounts": len(members),
