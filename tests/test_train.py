@@ -120,3 +120,19 @@ def test_bad_config_is_rejected(tmp_path, store, tok_dir, bad):
     args = {**TINY, **bad}
     with pytest.raises((ConfigError, ModelError), match=r"mode|kd_loss|temperature|nothing to train|divisible"):
         train(DistillConfig(store=store, output_dir=tmp_path / "o", tokenizer=str(tok_dir), max_steps=1, **args))
+
+
+@pytest.mark.slow
+def test_demo_act_quick(tmp_path):
+    """The demo act on tiny models: harvest in process, train, evaluate, leave artifacts."""
+    from distillscope.demo import DemoContext
+    from distillscope.demo.distill_act import act
+    from distillscope.settings import load_settings
+
+    ctx = DemoContext(settings=load_settings(), workdir=tmp_path, quick=True)
+    res = act(ctx)
+    assert [r[1] for r in res.rows] == ["teacher", "student"]
+    assert (ctx.artifacts["student_path"] / "config.json").is_file()
+    assert ctx.artifacts["train_result"].mode == "kd" and ctx.artifacts["train_result"].steps >= 1
+    again = ctx.artifacts["train_fn"](ctx.artifacts["harvest_store"], tmp_path / "control", mode="sft", max_steps=1)
+    assert again.mode == "sft" and again.steps == 1

@@ -21,8 +21,8 @@ from distillscope.demo import ActResult, DemoContext
 
 logger = logging.getLogger(__name__)
 
-FULL = dict(prompts=240, max_tokens=64, logprobs=5, student=dict(hidden_size=256, layers=4, heads=4),
-            train_seconds=150.0, epochs=3.0, tasks_per_category=10)
+FULL = dict(prompts=160, max_tokens=48, logprobs=5, student=dict(hidden_size=256, layers=4, heads=4),
+            train_seconds=120.0, epochs=3.0, tasks_per_category=10)
 QUICK = dict(prompts=24, max_tokens=16, logprobs=5, student=dict(hidden_size=32, layers=2, heads=2),
              train_seconds=10.0, epochs=2.0, tasks_per_category=1)
 
