@@ -61,6 +61,8 @@ def test_proxy_round_trip_plain_and_streaming(proxied, caplog):
     assert [r.status for r in rows] == [200, 200, 200]
     assert rows[1].stream and rows[1].completion == "echo: through the proxy" and rows[1].completion_tokens == 4
     assert all(r.watermark_key_id is None for r in rows)
+    everything = setup_log + caplog.text + repr(rows) + repr(client.models.list())
+    assert "upstream-secret-key-42" not in everything and key.split("-", 2)[2] not in everything
 
 
 def test_proxy_says_unwatermarked_in_models_and_health(proxied):
