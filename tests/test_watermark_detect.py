@@ -233,3 +233,15 @@ def test_kgw_bias_raises_the_green_fraction_as_expected(key):
     green = (scheme.token_bits(contexts, chosen)[0] < scheme.threshold).double().mean().item()
     expected = 0.25 * math.e ** 2 / (0.25 * math.e ** 2 + 0.75)
     assert abs(green - expected) < 4 * math.sqrt(expected * (1 - expected) / 2000) + 0.01
+
+
+def test_gumbel_leaves_repeated_context_windows_to_plain_sampling(key):
+    scheme = make_scheme("gumbel", key)
+    logits = torch.randn(2, 100, generator=torch.Generator().manual_seed(0))
+    ids = torch.tensor([[5, 6, 7, 8, 9, 5, 6, 7, 8],            # window 5 6 7 8 seen before
+                        [1, 6, 7, 8, 9, 5, 6, 7, 8]])
+    out = scheme.processor(temperature=0.7, top_k=20)(ids, logits.clone())
+    assert torch.equal(out[0], logits[0])
+    assert int(out[1].isfinite().sum()) == 1
+    no_skip = make_scheme("gumbel", key, skip_repeated=False).processor(temperature=0.7, top_k=20)(ids, logits)
+    assert int(no_skip[0].isfinite().sum()) == 1 and torch.equal(no_skip[1], out[1])

@@ -45,6 +45,14 @@ class SamplingSettings:
             raise ConfigError(f"watermark processor: top_p must be in (0, 1], got {self.top_p!r}")
 
 
+def repeated_context(input_ids: torch.Tensor, h: int) -> torch.Tensor:
+    """Per row: whether the last ``h`` ids already occurred as a window earlier in the row."""
+    if input_ids.shape[-1] <= h:
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+    windows = input_ids.unfold(1, h, 1)                       # (B, L - h + 1, h)
+    return (windows[:, :-1] == windows[:, -1:]).all(dim=-1).any(dim=-1)
+
+
 class WatermarkProcessor(LogitsProcessor):
     """Applies ``scheme`` to the next-token scores of every row of a (left-padded) batch."""
 
@@ -57,7 +65,16 @@ class WatermarkProcessor(LogitsProcessor):
         if input_ids.shape[-1] < h:
             return scores
         contexts = input_ids[:, -h:].to(torch.int64)
-        return self.scheme.apply(contexts, scores, self.sampling)
+        if not self.scheme.skip_repeated:
+            return self.scheme.apply(contexts, scores, self.sampling)
+        fresh = ~repeated_context(input_ids, h)
+        if bool(fresh.all()):
+            return self.scheme.apply(contexts, scores, self.sampling)
+        out = scores.clone()
+        rows = fresh.nonzero().flatten()
+        if rows.numel():
+            out[rows] = self.scheme.apply(contexts[rows], scores[rows], self.sampling)
+        return out
 
     def __repr__(self) -> str:
         return f"WatermarkProcessor({self.scheme.config()}, {self.sampling})"

@@ -36,6 +36,7 @@ PERSON_GUMBEL = b"dscope.gumbel.v1"
 class WatermarkScheme(ABC):
     """What every scheme provides: the PRF, the generation rule and the null distribution."""
 
+    skip_repeated: bool = False  # leave steps whose context window already occurred to plain sampling
     name: str
     key: WatermarkKey
     context_width: int
@@ -241,10 +242,15 @@ class GumbelScheme(WatermarkScheme):
     With uniforms ``u_t`` from the key and the last ``context_width`` ids, the next token is
     ``argmax_t u_t ** (1 / p_t)`` over the warped distribution ``p`` (temperature, top-k, top-p),
     which is an exact sample from ``p`` when the key is random. Detection sums ``-log(1 - u)``.
+
+    ``skip_repeated``: when the current context window already occurred earlier in the row, the
+    step is left to ordinary sampling instead (the keyed choice would repeat the earlier one and
+    could lock the text into a loop); the detector deduplicates such tuples anyway.
     """
 
     key: WatermarkKey = field(repr=False)
     context_width: int = 4
+    skip_repeated: bool = True
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     name = "gumbel"
@@ -255,7 +261,7 @@ class GumbelScheme(WatermarkScheme):
         _validate_common("gumbel", self.context_width)
 
     def params(self) -> dict[str, Any]:
-        return {"context_width": self.context_width}
+        return {"context_width": self.context_width, "skip_repeated": bool(self.skip_repeated)}
 
     def token_bits(self, contexts, tokens, vocab_size=None):
         return _left_hash_bits(self, PERSON_GUMBEL, contexts, tokens, vocab_size)
@@ -290,7 +296,7 @@ class GumbelScheme(WatermarkScheme):
 
 SCHEMES = ("kgw", "kgw-selfhash", "gumbel")
 _PARAMS = {"kgw": {"gamma", "delta", "context_width"}, "kgw-selfhash": {"gamma", "delta", "context_width"},
-           "gumbel": {"context_width"}}
+           "gumbel": {"context_width", "skip_repeated"}}
 
 
 def make_scheme(name: str, key: WatermarkKey, **params: Any) -> WatermarkScheme:
