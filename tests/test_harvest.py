@@ -45,6 +45,7 @@ class Script:
     reject_token_ids: bool = False
     delay: float = 0.0
     models_actions: list[str] = field(default_factory=list)
+    chat_keys: set[str] | None = None  # keys chat accepts (None: valid_keys), to revoke after preflight
     calls: list[tuple[str, str]] = field(default_factory=list)  # (key, prompt) per chat request
     seen_bodies: list[dict] = field(default_factory=list)
 
@@ -88,7 +89,7 @@ def make_app(script: Script) -> FastAPI:
         key, prompt = key_of(request), body["messages"][-1]["content"]
         script.calls.append((key, prompt))
         script.seen_bodies.append(body)
-        if key not in script.valid_keys:
+        if key not in (script.valid_keys if script.chat_keys is None else script.chat_keys):
             return _error(401, f"Incorrect API key provided: {key}")
         if script.reject_token_ids and "return_tokens_as_token_ids" in body:
             return _error(400, "Unrecognized request argument supplied: return_tokens_as_token_ids")
@@ -380,6 +381,25 @@ def test_resume_after_the_process_is_killed_mid_run(tmp_path):
     assert not HarvestStore(store).stats().torn_tail
 
 
+@pytest.mark.slow
+def test_sigterm_stops_the_cli_cleanly(tmp_path):
+    with Server(Script(delay=0.03)) as srv:
+        store = tmp_path / "h"
+        cmd = [sys.executable, "-m", "distillscope", "harvest", "--endpoint", srv.url, "--model", "teacher",
+               "--generate", "200", "--out", str(store), "--concurrency", "2", "--max-tokens", "4"]
+        proc = subprocess.Popen(cmd, env={**os.environ, "DISTILLSCOPE_HARVEST_API_KEYS": GOOD_KEYS[0]},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while not ((store / "records.jsonl").exists() and (store / "records.jsonl").read_text().count("\n") >= 5):
+            assert time.time() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 130
+        assert "interrupted" in proc.stderr.read().decode()
+    raw = (store / "records.jsonl").read_bytes()
+    assert raw.endswith(b"\n") and 5 <= raw.count(b"\n") < 200
+
+
 # --- our own gateway ----------------------------------------------------------------------------
 
 def test_harvest_through_the_distillscope_gateway(tmp_path):
@@ -404,7 +424,8 @@ def test_harvest_through_the_distillscope_gateway(tmp_path):
 
 def test_python_examples_in_docs_run(server, tmp_path, monkeypatch, capsys):
     text = (Path(__file__).parent.parent / "docs" / "distill.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    harvest_half = text.split("\n## Training and evaluation")[0]  # the training half is tested by its owner
+    blocks = re.findall(r"```python\n(.*?)```", harvest_half, flags=re.S)
     assert len(blocks) == 3
     code = "\n".join(blocks).replace("http://127.0.0.1:8000/v1", server.url).replace('"sk-..."', f'"{GOOD_KEYS[0]}"')
     code = code.replace('model="smollm2"', 'model="teacher"')
@@ -433,6 +454,15 @@ def test_cli_harvest_from_a_prompt_file_and_prompts_generate(server, tmp_path, c
     recs = list(HarvestStore(tmp_path / "h").records())
     assert {r.template_id for r in recs} == {r["template_id"] for r in rows}
     assert {r.key_alias for r in recs} == {"key-0", "key-1"}
+
+
+def test_cli_exit_code_when_every_key_is_revoked(tmp_path, capsys):
+    with Server(Script(chat_keys=set())) as srv:
+        code = main(["harvest", "--endpoint", srv.url, "--model", "teacher", "--api-key", GOOD_KEYS[0],
+                     "--generate", "4", "--out", str(tmp_path / "h"), "--concurrency", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "stopped:" in err and "re-run to resume" in err and GOOD_KEYS[0] not in err
+    assert HarvestStore(tmp_path / "h").stats().failed_by_reason == {"key_rejected": 1}
 
 
 def test_cli_errors_are_one_line(server, tmp_path, capsys):

@@ -66,8 +66,12 @@ for _name in COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point. Returns the exit code (also used by tests)."""
     try:
-        app(args=argv, prog_name="distillscope", standalone_mode=False)
-        return 0
+        rv = app(args=argv, prog_name="distillscope", standalone_mode=False)
+        # Non-standalone typer returns the code of a typer.Exit, and Exit(130) for Ctrl-C / SIGTERM.
+        code = rv if isinstance(rv, int) else 0
+        if code == 130:
+            err_console.print("interrupted")
+        return code
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import typer
 
@@ -38,6 +40,19 @@ def _token_ids(value: str) -> bool | None:
     if value not in choices:
         raise ConfigError(f"--token-ids {value!r} is not one of auto, on, off")
     return choices[value]
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C, so buffered records are written before the process exits."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_summary(s) -> None:  # noqa: ANN001 - HarvestSummary
@@ -107,7 +122,8 @@ def register(app: typer.Typer) -> None:
                         [("total", p.total), ("already ok (skipped)", p.done), ("failed before (retried)", p.retry),
                          ("new", p.new), ("duplicates merged", p.duplicates)])
             return
-        summary = harvest(config, items, out, progress=RichProgress())
+        with _sigterm_as_interrupt():
+            summary = harvest(config, items, out, progress=RichProgress())
         _print_summary(summary)
         if summary.stopped:
             err_console.print(f"[bold yellow]stopped:[/] {summary.stopped}; re-run to resume", highlight=False)
