@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "distillscope.cli.train",
     "distillscope.cli.harvest",
     "distillscope.cli.traffic",
+    "distillscope.cli.audit",
 ]
 
 app = typer.Typer(
