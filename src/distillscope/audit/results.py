@@ -26,6 +26,8 @@ class TestResult:
     ``chunk_scores`` the mean per-tuple score (the green fraction for KGW) of consecutive chunks.
     """
 
+    __test__ = False  # not a pytest test class
+
     test: str
     method: str
     status: str
