@@ -193,3 +193,9 @@ def test_bad_generate_inputs(tiny_loaded):
         teacher.generate(["ok", " "], SamplingParams(max_new_tokens=2))
     with pytest.raises(InputDataError, match="batch_size"):
         teacher.generate(["ok"], SamplingParams(max_new_tokens=2), batch_size=0)
+
+
+def test_prompt_longer_than_the_context_is_rejected(tiny_loaded):
+    limit = tiny_loaded.model.config.max_position_embeddings
+    with pytest.raises(InputDataError, match=f"prompt 1 has .* context of {limit}"):
+        Teacher(tiny_loaded).generate(["word " * limit], SamplingParams(max_new_tokens=2))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -48,11 +49,14 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("bench/results/teacher.json"))
     ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cache = args.cache or Path(tempfile.mkdtemp(prefix="distillscope-bench-"))
     settings = load_settings(model_cache=cache, home=cache)
     results: dict = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-                     "torch": torch.__version__, "loads": {}, "tokens_per_s": {}}
+                     "torch": torch.__version__, "load_average_at_start": os.getloadavg()[0], "loads": {}, "tokens_per_s": {}}
     for spec in ("smollm2", "gemma3-270m"):
         first, _ = timed_load(spec, settings, "bfloat16")
         cached, _ = timed_load(spec, settings, "bfloat16")
@@ -64,6 +68,7 @@ def main() -> None:
             rate = throughput(loaded, batch, args.new_tokens)
             results["tokens_per_s"][f"{dtype}/batch{batch}"] = round(rate, 1)
             print(dtype, batch, round(rate, 1), flush=True)
+    results["load_average_at_end"] = os.getloadavg()[0]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
 

@@ -63,6 +63,9 @@ def register(app: typer.Typer) -> None:
             from distillscope.watermark import scheme_from_settings
 
             scheme = scheme_from_settings(settings)  # fails fast (before loading) when the key is missing
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own progress bars only
         progress = RichProgress()
         loaded = load_model(model or settings.teacher, settings=settings, dtype=dtype or settings.dtype,
                             device=device or settings.device, progress=progress)

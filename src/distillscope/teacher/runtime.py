@@ -56,6 +56,14 @@ class Teacher:
             eos_token_id=self._eos_ids(), bos_token_id=self.loaded.tokenizer.bos_token_id,
             return_dict_in_generate=True, use_cache=True)
 
+    def _check_context(self, encoded: list[list[int]], params: SamplingParams) -> None:
+        limit = getattr(self.loaded.model.config, "max_position_embeddings", None)
+        for i, ids in enumerate(encoded):
+            if limit and len(ids) + params.max_new_tokens > limit:
+                raise InputDataError(f"prompt {i + 1} has {len(ids)} tokens; with max_new_tokens="
+                                     f"{params.max_new_tokens} it exceeds the model's context of {limit}",
+                                     hint="shorten the prompt or lower max_new_tokens")
+
     def _watermark_processor(self, params: SamplingParams):
         """The scheme's processor, told the sampling parameters (the Gumbel scheme samples itself).
 
@@ -73,10 +81,11 @@ class Teacher:
         params = params or SamplingParams()
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InputDataError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-        if isinstance(prompts, (str, dict)):
+        if isinstance(prompts, str):
             prompts = [prompts]  # type: ignore[list-item]
         encoded = [encode_prompt(self.loaded.tokenizer, p, chat=chat, where=f"prompt {i + 1}")
                    for i, p in enumerate(prompts)]
+        self._check_context(encoded, params)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         results: list[Generation | None] = [None] * len(encoded)
         use_wm = watermark and self.watermark is not None
