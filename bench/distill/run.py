@@ -34,6 +34,27 @@ from distillscope.settings import load_settings
 HELDOUT = 0.15
 
 
+class _LogProgress:
+    """Prints progress of the harvest now and then (a benchmark script may print)."""
+
+    def task(self, description, total=None):
+        import contextlib
+
+        @contextlib.contextmanager
+        def cm():
+            done = [0]
+
+            class _T:
+                def advance(self, n=1):
+                    done[0] += n
+                    print(f"{description}: {done[0]}/{total}", flush=True)
+
+                def update(self, **kw):
+                    pass
+            yield _T()
+        return cm()
+
+
 def harvest(args: argparse.Namespace, store: Path) -> float:
     from distillscope.demo.distill_act import harvest_in_process
     from distillscope.teacher import Teacher, load_model
@@ -43,7 +64,8 @@ def harvest(args: argparse.Namespace, store: Path) -> float:
     t0 = time.perf_counter()
     teacher = Teacher(load_model(args.teacher, settings=load_settings()))
     prompts = PromptGenerator(seed=0).generate(args.prompts)
-    harvest_in_process(teacher, prompts, store, max_tokens=args.new_tokens, logprobs=args.logprobs)
+    harvest_in_process(teacher, prompts, store, max_tokens=args.new_tokens, logprobs=args.logprobs, batch_size=32,
+                       progress=_LogProgress())
     return time.perf_counter() - t0
 
 
@@ -61,8 +83,8 @@ def run_one(args: argparse.Namespace, store: Path, mode: str, n_records: int, he
     out = args.work / f"{mode}-{n_records}"
     cfg = DistillConfig(store=str(store), output_dir=str(out), mode=mode, max_records=n_records,
                         heldout_fraction=HELDOUT, epochs=args.epochs, hidden_size=args.hidden, layers=args.layers,
-                        heads=args.heads, learning_rate=args.lr, batch_size=8, max_length=384, save_steps=100_000, seed=0,
-                        logging_steps=10)
+                        heads=args.heads, learning_rate=args.lr, batch_size=8, max_length=384,
+                        save_steps=100_000, seed=0, logging_steps=10)
     res = train(cfg)
     ppl = heldout_perplexity(AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out), held)
     row = {"mode": mode, "records": res.train_records, "teacher_tokens": res.teacher_tokens, "steps": res.steps,
@@ -88,8 +110,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/distillscope-bench-distill"))
     ap.add_argument("--out", type=Path, default=Path("bench/results/distill.json"))
     ap.add_argument("--teacher", default="smollm2")
-    ap.add_argument("--prompts", type=int, default=200)
-    ap.add_argument("--new-tokens", type=int, default=48)
+    ap.add_argument("--prompts", type=int, default=128)
+    ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--logprobs", type=int, default=20)
     ap.add_argument("--budgets", default="0.25,0.5,1.0", help="shares of the training records")
     ap.add_argument("--epochs", type=float, default=3.0)

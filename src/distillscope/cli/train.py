@@ -11,6 +11,13 @@ import typer
 from distillscope.cli.common import RichProgress, console, print_table, state
 
 
+def _quiet_transformers() -> None:
+    """Our own progress bars replace transformers' shard/weight bars in the terminal."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
     app.command("eval")(eval_command)
@@ -49,13 +56,16 @@ def train_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON here."),
 ) -> None:
     """Train a student on a harvest store by SFT or top-k knowledge distillation."""
+    from distillscope.distill.evaluate import format_parameters
     from distillscope.distill.train import DistillConfig, train
 
     state(ctx)
+    _quiet_transformers()
     cfg = DistillConfig(store=str(store), output_dir=str(out), mode=mode, kd_loss=kd_loss, ce_weight=ce_weight,
                         kd_weight=kd_weight, temperature=temperature, fallback_to_sft=fallback_sft, student=student,
                         tokenizer=tokenizer, hidden_size=hidden_size, layers=layers, heads=heads, learning_rate=lr,
-                        epochs=epochs, max_steps=max_steps, max_seconds=max_seconds, batch_size=batch_size, grad_accum=grad_accum,
+                        epochs=epochs, max_steps=max_steps, max_seconds=max_seconds, batch_size=batch_size,
+                        grad_accum=grad_accum,
                         max_length=max_length, max_records=max_records, heldout_fraction=heldout_fraction, seed=seed,
                         save_steps=save_steps, resume=resume)
     res = train(cfg, progress=RichProgress())
@@ -65,7 +75,7 @@ def train_command(
             ("final loss (ce, kd)", "—" if last is None else
              f"{last.loss:.4f} ({last.ce:.4f}, {'—' if last.kd is None else f'{last.kd:.4f}'})"),
             ("records (held out)", f"{res.train_records} ({res.heldout_records})"),
-            ("teacher tokens", f"{res.teacher_tokens:,}"), ("parameters", f"{res.parameters / 1e6:.1f}M"),
+            ("teacher tokens", f"{res.teacher_tokens:,}"), ("parameters", format_parameters(res.parameters)),
             ("time, tokens/s", f"{res.seconds:.0f}s, {res.tokens_per_second:,.0f}"), ("student", res.output_dir)]
     print_table("distillscope train", ("", "value"), rows)
     if json_out:
@@ -87,6 +97,7 @@ def eval_command(
     from distillscope.distill.tasks import builtin_tasks
 
     settings = state(ctx).settings()
+    _quiet_transformers()
     report = evaluate(student, teacher or settings.teacher, store, max_records=max_records,
                       tasks=builtin_tasks(tasks_per_category), max_new_tokens=max_new_tokens, settings=settings,
                       progress=RichProgress(transient=True))

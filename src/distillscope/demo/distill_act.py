@@ -74,7 +74,7 @@ def _harvest_via_gateway(ctx: DemoContext, prompts: list, store: Path, plan: dic
 
 
 def harvest_in_process(teacher: Any, prompts: list, store: str | Path, *, max_tokens: int, logprobs: int,
-                       seed: int = 0, progress: Any = None) -> None:
+                       seed: int = 0, batch_size: int = 8, progress: Any = None) -> None:
     """Answer ``prompts`` with an in-process :class:`~distillscope.teacher.Teacher` and write the
     answers (with top-k ids) as a harvest store, exactly as ``distillscope harvest`` would."""
     from distillscope.distill.store import HarvestRecord, HarvestStore, record_id
@@ -82,7 +82,7 @@ def harvest_in_process(teacher: Any, prompts: list, store: str | Path, *, max_to
 
     texts = [p.prompt if hasattr(p, "prompt") else str(p) for p in prompts]
     params = SamplingParams(max_new_tokens=max_tokens, temperature=0.7, seed=seed, logprobs=logprobs)
-    gens = teacher.generate(texts, params, progress=progress)
+    gens = teacher.generate(texts, params, batch_size=batch_size, progress=progress)
     tok, name = teacher.loaded.tokenizer, teacher.loaded.name
     hs = HarvestStore(store)
     hs.create({"endpoint": "in-process", "model": name,
@@ -111,7 +111,7 @@ def _harvest_in_process(ctx: DemoContext, prompts: list, store: Path, plan: dict
 
 def act(ctx: DemoContext) -> ActResult:
     from distillscope.distill import PromptGenerator
-    from distillscope.distill.evaluate import EvalReport, evaluate
+    from distillscope.distill.evaluate import EvalReport, evaluate, format_parameters
     from distillscope.distill.tasks import builtin_tasks
 
     plan = QUICK if ctx.quick else FULL
@@ -130,7 +130,8 @@ def act(ctx: DemoContext) -> ActResult:
                          train_fn=functools.partial(train_student, quick=ctx.quick))
     notes = (f"harvested {result.train_records + result.heldout_records} answers with top-{plan['logprobs']} "
              f"log-probs through {via} in {harvest_s:.0f}s",
-             f"trained a {result.parameters / 1e6:.1f}M-parameter student ({result.mode}, {result.steps} steps) on "
+             f"trained a {format_parameters(result.parameters)}-parameter student ({result.mode}, "
+             f"{result.steps} steps) on "
              f"{result.teacher_tokens:,} teacher tokens in {result.seconds:.0f}s "
              f"({result.tokens_per_second:,.0f} tokens/s); student in {out}")
     return ActResult("Distillation: a student trained on the teacher's answers", EvalReport.COLUMNS,

@@ -63,12 +63,17 @@ class EvalReport:
         """Table rows under :attr:`COLUMNS`, formatted for a terminal."""
         def fmt(v: Any, spec: str) -> str:
             return "—" if v is None else format(v, spec)
-        return [(m.name, m.role, f"{m.parameters / 1e6:.1f}M", fmt(m.perplexity, ".2f"),
+        return [(m.name, m.role, format_parameters(m.parameters), fmt(m.perplexity, ".2f"),
                  fmt(m.top1_agreement, ".1%"), fmt(m.task_accuracy, ".1%"), fmt(m.teacher_tokens, ","),
                  "—" if m.train_seconds is None else f"{m.train_seconds:.0f}s") for m in self.models]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def format_parameters(n: int) -> str:
+    """``15.2M`` / ``840k`` for a table."""
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
 
 
 @dataclass

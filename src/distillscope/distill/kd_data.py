@@ -111,7 +111,8 @@ def validate_record(rec: dict[str, Any], *, where: str) -> None:
             continue
         if not isinstance(top, list) or (n_tokens is not None and len(top) != n_tokens):
             raise InputDataError(f"{where}: {field} must hold one list per completion token "
-                                 f"({n_tokens} tokens, got {len(top) if isinstance(top, list) else type(top).__name__})")
+                                 f"({n_tokens} tokens, got "
+                                 f"{len(top) if isinstance(top, list) else type(top).__name__})")
         for pos in top:
             if not isinstance(pos, list) or not all(isinstance(e, list) and len(e) == 2
                                                     and isinstance(e[1], (int, float)) for e in pos):
