@@ -25,6 +25,7 @@ ACT_MODULES = [
     "distillscope.demo.gateway_act",
     "distillscope.demo.traffic_act",
     "distillscope.demo.distill_act",
+    "distillscope.demo.audit_act",
 ]
 
 

@@ -1,0 +1,81 @@
+"""Demo act: prove it. Audit the distilled student beside a control student and write the report.
+
+The control is trained the same way as the student, on the same built-in prompts, but answered by
+the independent reference model (Gemma-3-270M; ``tiny:3`` in quick mode) instead of our teacher.
+Uses ``ctx.artifacts["student_path"]``, ``["harvest_store"]``, ``["watermark_scheme"]`` and
+``["train_fn"]`` from earlier acts; leaves ``["audit_result"]`` and ``["audit_report"]``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from distillscope.demo import ActResult, DemoContext
+
+logger = logging.getLogger(__name__)
+
+FULL = dict(reference="gemma3-270m", control_prompts=64, max_tokens=48, train_seconds=40.0, audit_prompts=32)
+QUICK = dict(reference="tiny:3", control_prompts=16, max_tokens=16, train_seconds=8.0, audit_prompts=12)
+
+
+def _store_prompts(store: Path, limit: int) -> list[str]:
+    prompts: list[str] = []
+    with (store / "records.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if rec.get("status") == "ok" and rec.get("prompt") and rec["prompt"] not in prompts:
+                prompts.append(rec["prompt"])
+            if len(prompts) >= limit:
+                break
+    return prompts
+
+
+def _train_control(ctx: DemoContext, plan: dict[str, Any], store: Path) -> Path:
+    """Answer the built-in prompts with the reference model and train a control student on them."""
+    from distillscope.demo.distill_act import harvest_in_process, train_student
+    from distillscope.teacher import Teacher, load_model
+
+    control_store, out = ctx.workdir / "control-harvest", ctx.workdir / "control-student"
+    reference = Teacher(load_model(plan["reference"], settings=ctx.settings, dtype="float32"))
+    harvest_in_process(reference, _store_prompts(store, plan["control_prompts"]), control_store,
+                       max_tokens=plan["max_tokens"], logprobs=0, progress=ctx.reporter)
+    train_fn = ctx.artifacts.get("train_fn") or (lambda s, o, **kw: train_student(s, o, quick=ctx.quick, **kw))
+    train_fn(control_store, out, mode="sft", max_seconds=plan["train_seconds"], progress=ctx.reporter)
+    return out
+
+
+def act(ctx: DemoContext) -> ActResult:
+    from distillscope.audit import AuditConfig, run_audit, write_report
+
+    title = "Audit: was the student trained on our outputs?"
+    student, store = ctx.artifacts.get("student_path"), ctx.artifacts.get("harvest_store")
+    scheme = ctx.artifacts.get("watermark_scheme")
+    if student is None or store is None:
+        return ActResult(title, ("model", "verdict"), (), ("skipped: the distillation act left no student",))
+    plan = QUICK if ctx.quick else FULL
+    control = _train_control(ctx, plan, Path(store))
+    config = AuditConfig(
+        suspect=f"local:{student}", control=f"local:{control}", corpus=str(store),
+        teacher="tiny" if ctx.quick else ctx.settings.teacher, references=(plan["reference"],),
+        max_prompts=plan["audit_prompts"], max_new_tokens=plan["max_tokens"], seed=0,
+        min_window_df=1 if ctx.quick else 2)
+    result = run_audit(config, settings=ctx.settings, scheme=scheme, progress=ctx.reporter,
+                       command="distillscope demo" + (" --quick" if ctx.quick else ""))
+    html, js = write_report(result, ctx.workdir / "audit-report.html")
+    ctx.artifacts.update(audit_result=result, audit_report=html)
+    rows = []
+    for m in (result.suspect, result.control):
+        cells = {t.test: (f"{t.p_value:.2g} (n={t.n_scored})" if t.ran else t.status) for t in m.tests}
+        rows.append((m.role, cells.get("open", "—"), cells.get("blackbox", "—"), cells.get("passive", "—"),
+                     f"{m.combined_p:.2g}"))
+    notes = (f"verdict on the student: {result.verdict.label} — {result.verdict.summary}",
+             f"control (student of {plan['reference']}'s answers): combined p = {result.control.combined_p:.2g}, "
+             f"{'not significant' if result.control.combined_p > config.control_alpha else 'significant'}",
+             f"evidence report: {html} (JSON: {js})")
+    return ActResult(title, ("model", "open p", "black-box p", "passive p", "combined p"), tuple(rows), notes)

@@ -1,0 +1,224 @@
+"""The audit end to end on tiny models: all three access modes, the report, and bad input.
+
+A tiny watermarked teacher (``tiny:0``) answers 40 prompts; a tiny student is fine-tuned on those
+answers (the distiller), a control student on answers of an (``tiny:2``); ``tiny:3`` is the passive test's reference
+model. The suspect is audited as open weights, through a local OpenAI-compatible endpoint, and as a
+file of its texts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+
+import pytest
+import torch
+
+from distillscope.audit import AuditConfig, run_audit, write_report
+from distillscope.errors import AuditError
+from distillscope.watermark import WatermarkKey, make_scheme
+
+PROMPTS = [f"Question {i}: tell me about topic number {i}." for i in range(12)]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _finetune(spec: str, prompts, answers, out_dir, settings, *, steps: int = 15, lr: float = 3e-3):
+    """A few full-batch SFT steps on (prompt, answer) pairs; saves an HF model directory."""
+    from distillscope.teacher import Teacher, load_model
+
+    loaded = load_model(spec, settings=settings, dtype="float32")
+    teacher = Teacher(loaded)
+    seqs = [(teacher.encode_prompt(p), loaded.tokenizer.encode(a, add_special_tokens=False))
+            for p, a in zip(prompts, answers)]
+    width = max(len(p) + len(a) for p, a in seqs)
+    ids = torch.zeros((len(seqs), width), dtype=torch.long)
+    labels = torch.full_like(ids, -100)
+    mask = torch.zeros_like(ids)
+    for r, (p, a) in enumerate(seqs):
+        ids[r, :len(p) + len(a)] = torch.tensor(p + a)
+        labels[r, len(p):len(p) + len(a)] = torch.tensor(a)
+        mask[r, :len(p) + len(a)] = 1
+    model = loaded.model
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    for _ in range(steps):
+        model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    model.save_pretrained(out_dir)
+    loaded.tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def case(model_settings, tmp_path_factory):
+    """Corpus, key, watermarked teacher, distilled student and control student (built once)."""
+    from distillscope.teacher import SamplingParams, Teacher, load_model
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("audit-case")
+    scheme = make_scheme("kgw", WatermarkKey.generate(), gamma=0.25, delta=4.0, context_width=1)
+    params = SamplingParams(max_new_tokens=32, temperature=1.0, top_k=50, seed=0)
+    teacher = Teacher(load_model("tiny:0", settings=model_settings, dtype="float32"), watermark=scheme)
+    answers = [g.text for g in teacher.generate(PROMPTS, params, watermark=True)]
+    corpus = root / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"prompt": p, "completion": a, "watermark_key_id": scheme.key.key_id}) + "\n"
+                              for p, a in zip(PROMPTS, answers)))
+    student = _finetune("tiny:1", PROMPTS, answers, root / "student", model_settings)
+    return {"root": root, "scheme": scheme, "corpus": corpus, "student": student,
+            "settings": model_settings}
+
+
+def _config(case, suspect: str, control: str | None = None, **kw) -> AuditConfig:
+    base = dict(suspect=suspect, control=control or "local:tiny:2", corpus=str(case["corpus"]),
+                teacher="tiny:0", references=("tiny:3",), max_new_tokens=32, temperature=1.0, min_window_df=1,
+                identity_probes=False)
+    base.update(kw)
+    return AuditConfig(**base)
+
+
+@pytest.mark.slow
+def test_open_weights_student_is_detected_and_its_control_is_not(case, tmp_path):
+    result = run_audit(_config(case, f"local:{case['student']}"), settings=case["settings"], scheme=case["scheme"])
+    s_open, c_open = result.suspect.test("open"), result.control.test("open")
+    assert s_open.ran and s_open.p_value < 1e-6, s_open
+    assert c_open.ran and c_open.p_value > 1e-3, c_open
+    assert result.verdict.label == "trained on our outputs", result.verdict.summary
+    assert result.control.combined_p > 0.01
+    html, js = write_report(result, tmp_path / "out.html")
+    data = json.loads(js.read_text())
+    assert data["verdict"]["label"] == "trained on our outputs"
+    text = html.read_text()
+    assert "<svg" in text and case["scheme"].key.key_id in text
+    assert case["scheme"].key.secret.hex() not in text and case["scheme"].key.secret.hex() not in js.read_text()
+    assert not re.search(r"(src|href)\s*=\s*[\"']https?:", text)  # self-contained: nothing to fetch
+
+
+def _serve(loaded_dir, settings):
+    """A minimal OpenAI-compatible server for one local model, on 127.0.0.1 in a thread."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from distillscope.teacher import SamplingParams, Teacher, load_model
+
+    teacher = Teacher(load_model(str(loaded_dir), settings=settings, dtype="float32"))
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    def models():
+        return {"object": "list", "data": [{"id": "student", "object": "model", "created": 0, "owned_by": "test"}]}
+
+    @app.post("/v1/chat/completions")
+    def chat(body: dict):
+        params = SamplingParams(max_new_tokens=body.get("max_tokens", 32), temperature=body.get("temperature", 1.0),
+                                seed=body.get("seed"))
+        text = teacher.generate([body["messages"][-1]["content"]], params, watermark=False)[0].text
+        return {"id": "x", "object": "chat.completion", "created": 0, "model": "student",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.05)
+    return server, f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.mark.slow
+def test_endpoint_and_texts_modes_end_to_end(case, tmp_path):
+    server, url = _serve(case["student"], case["settings"])
+    try:
+        result = run_audit(_config(case, f"endpoint:{url}#student", tests=("open", "blackbox", "passive"),
+                                   max_prompts=12), settings=case["settings"], scheme=case["scheme"])
+    finally:
+        server.should_exit = True
+    assert result.suspect.test("open").status == "skipped" and "open weights" in result.suspect.test("open").note
+    bb = result.suspect.test("blackbox")
+    assert bb.ran and bb.n_scored > 50 and bb.p_value < 1e-3, bb
+    assert result.control.test("blackbox").p_value > 1e-3
+    passive = result.suspect.test("passive")
+    assert passive.ran and passive.n_scored >= 10 and passive.p_value < 0.05, passive
+    texts = tmp_path / "suspect.jsonl"
+    from distillscope.teacher import SamplingParams, Teacher, load_model
+
+    gens = Teacher(load_model(str(case["student"]), settings=case["settings"], dtype="float32")).generate(
+        PROMPTS, SamplingParams(max_new_tokens=32, temperature=1.0, seed=1), watermark=False)
+    texts.write_text("".join(json.dumps({"prompt": p, "completion": g.text}) + "\n" for p, g in zip(PROMPTS, gens)))
+    result = run_audit(_config(case, f"texts:{texts}", tests=("blackbox", "passive")), settings=case["settings"],
+                       scheme=case["scheme"])
+    assert result.suspect.test("blackbox").p_value < 1e-3
+    assert result.suspect.test("passive").ran
+
+
+@pytest.mark.slow
+def test_wrong_key_says_control_shows_nothing_and_key_does_not_match(case):
+    wrong = make_scheme("kgw", WatermarkKey.generate(), gamma=0.25, delta=4.0, context_width=1)
+    result = run_audit(_config(case, f"local:{case['student']}", tests=("open",)), settings=case["settings"],
+                       scheme=wrong)
+    assert result.verdict.label in ("no evidence", "inconclusive")
+    assert result.suspect.combined_p > 1e-3
+    text = " ".join(result.verdict.problems)
+    assert wrong.key.key_id in text and case["scheme"].key.key_id in text and "does not match" in text
+    assert "control also shows nothing" in result.verdict.summary or result.verdict.label == "inconclusive"
+
+
+@pytest.mark.slow
+def test_too_few_tuples_is_inconclusive_with_how_many_more(case, tmp_path):
+    small = tmp_path / "small.jsonl"
+    rows = [json.loads(line) for line in case["corpus"].read_text().splitlines()[:1]]
+    rows[0]["completion"] = " ".join(rows[0]["completion"].split()[:4])
+    small.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = _config(case, f"local:{case['student']}", tests=("open",), corpus=str(small))
+    result = run_audit(cfg, settings=case["settings"], scheme=case["scheme"])
+    assert result.verdict.label == "inconclusive"
+    assert result.verdict.needed_more and result.verdict.needed_more > 0
+    assert f"{result.verdict.needed_more} more scored tuples" in result.verdict.summary
+
+
+@pytest.mark.slow
+def test_different_tokenizer_falls_back_to_blackbox(case, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    other = tmp_path / "other-tok"
+    tok = AutoTokenizer.from_pretrained(case["student"])
+    tok.add_tokens(["<distillscope-extra>"])
+    model = AutoModelForCausalLM.from_pretrained(case["student"])
+    model.resize_token_embeddings(len(tok))
+    model.save_pretrained(other)
+    tok.save_pretrained(other)
+    result = run_audit(_config(case, f"local:{other}", tests=("open", "blackbox")), settings=case["settings"],
+                       scheme=case["scheme"])
+    note = result.suspect.test("open").note
+    assert result.suspect.test("open").status == "skipped" and "tokenizer" in note and "black-box" in note
+    assert result.suspect.test("blackbox").ran
+    assert any("tokenizer" in p for p in result.verdict.problems)
+
+
+def test_unloadable_and_unreachable_suspects_are_clear_errors(tmp_path):
+    from distillscope.audit import open_suspect
+
+    with pytest.raises(AuditError, match="cannot be loaded.*missing-dir"):
+        open_suspect(f"local:{tmp_path / 'missing-dir'}")
+    with pytest.raises(AuditError, match="cannot be reached"):
+        open_suspect("endpoint:http://127.0.0.1:9/v1")
+    with pytest.raises(AuditError, match="not understood"):
+        open_suspect("ftp:somewhere")
+    with pytest.raises(AuditError, match="alpha"):
+        AuditConfig(suspect="texts:x", control="texts:y", corpus="c", alpha=2.0)
