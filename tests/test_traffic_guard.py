@@ -16,8 +16,8 @@ from distillscope.traffic.reference import benign_reference_config
 
 
 @pytest.fixture(scope="module")
-def calibration():
-    return calibrate(simulate(benign_reference_config(n_benign=300, seed=21)).log)
+def calibration(traffic_calibration):
+    return traffic_calibration
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,7 @@ def _subset(sim, n_hydra: int, n_other: int) -> tuple[pa.Table, set[str], set[st
     return log, set(hydra), set(other)
 
 
+@pytest.mark.slow
 def test_guard_revokes_campaigns_and_spares_innocents(calibration, traffic):
     guard = TrafficGuard(calibration)
     actions = _run(guard, traffic.log)

@@ -14,9 +14,8 @@ from distillscope.traffic.reference import benign_reference_config
 
 
 @pytest.fixture(scope="module")
-def calibration():
-    ref = simulate(benign_reference_config(n_benign=400, seed=11))
-    return calibrate(ref.log)
+def calibration(traffic_calibration):
+    return traffic_calibration
 
 
 @pytest.fixture(scope="module")

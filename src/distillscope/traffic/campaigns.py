@@ -1,6 +1,6 @@
 """Across accounts: the coordination graph and its clusters (candidate campaigns).
 
-Pairs of accounts sharing rare keys come from :func:`features.coordination_sql` (run by either
+Pairs of accounts sharing rare keys come from :func:`features.coordination_pairs_sql` (run by either
 engine). A pair becomes an edge only when it is linked by at least ``min_kinds`` *different* kinds
 of evidence (e.g. shared proxy IPs **and** the same template in the same five minutes), each with
 at least its minimum number of shared keys: one coincidence (a campus NAT, a popular client

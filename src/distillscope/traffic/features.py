@@ -156,15 +156,13 @@ class CoordinationConfig:
     max_key_accounts: int = 200
 
 
-def coordination_sql(config: CoordinationConfig = CoordinationConfig()) -> FeatureQuery:
-    """Pairs of accounts that share rare keys, with the count and rarity weight per key kind.
+def coordination_keys_sql(config: CoordinationConfig = CoordinationConfig()) -> FeatureQuery:
+    """The rare keys of every account (input of :func:`coordination_pairs_sql`).
 
     Kinds: ``ip``, ``subnet``, ``agent`` (user agent), ``template`` (LSH template cluster) and
-    ``sync`` (the same template within the same time bucket). The anchor kinds (ip, subnet, sync)
-    are paired across all accounts; agent and template only for pairs an anchor already links
-    (they never link on their own, see :class:`campaigns.LinkRule`), which keeps the self-join
-    small. ``n_a``/``n_b``: each account's number of keys of that kind (for Jaccard similarity).
-    Row order is unspecified.
+    ``sync`` (the same template within the same time bucket). A key is rare when at least two
+    and at most ``max_key_accounts`` accounts hold it; ``w`` is its rarity ``ln(N / holders)``;
+    ``n_kind`` is the account's number of keys of that kind (for Jaccard similarity).
     """
     minutes = max(1, config.sync_bucket_s // 60)
     sql = f"""
@@ -179,33 +177,46 @@ keys AS (
     concat(CAST(CAST(FLOOR(CAST(minute AS DOUBLE) / {minutes}) AS BIGINT) AS STRING), '/',
            CAST(template AS STRING)) AS k FROM base WHERE template IS NOT NULL
 ),
-key_n AS (SELECT kind, k, COUNT(*) AS n FROM keys GROUP BY kind, k),
-acct_n AS (SELECT account_id, kind, COUNT(*) AS n FROM keys GROUP BY account_id, kind),
-n_acc AS (SELECT COUNT(DISTINCT account_id) AS total FROM base),
-rare AS (
-  SELECT keys.account_id, keys.kind, keys.k, LN(CAST(n_acc.total AS DOUBLE) / key_n.n) AS w
-  FROM keys JOIN key_n ON keys.kind = key_n.kind AND keys.k = key_n.k CROSS JOIN n_acc
-  WHERE key_n.n >= 2 AND key_n.n <= {config.max_key_accounts}
+counted AS (
+  SELECT account_id, kind, k, COUNT(*) OVER (PARTITION BY kind, k) AS holders,
+         COUNT(*) OVER (PARTITION BY account_id, kind) AS n_kind
+  FROM keys
 ),
-anchor AS (
-  SELECT x.account_id AS a, y.account_id AS b, x.kind AS kind, COUNT(*) AS shared, SUM(x.w) AS weight
-  FROM rare x JOIN rare y ON x.kind = y.kind AND x.k = y.k AND x.account_id < y.account_id
+n_acc AS (SELECT COUNT(DISTINCT account_id) AS total FROM base)
+SELECT counted.account_id, counted.kind, counted.k, counted.n_kind,
+       LN(CAST(n_acc.total AS DOUBLE) / counted.holders) AS w
+FROM counted CROSS JOIN n_acc
+WHERE counted.holders >= 2 AND counted.holders <= {config.max_key_accounts}
+"""
+    return FeatureQuery("coordination_keys", sql)
+
+
+def coordination_pairs_sql() -> FeatureQuery:
+    """Pairs of accounts sharing rare keys (table ``rare_keys``), count and weight per kind.
+
+    The anchor kinds (ip, subnet, sync) are paired across all accounts; agent and template only
+    for pairs an anchor already links (they never link on their own, see
+    :class:`campaigns.LinkRule`), which keeps the self-join small. ``n_a``/``n_b``: each
+    account's number of keys of that kind. Row order is unspecified.
+    """
+    sql = """
+WITH anchor AS (
+  SELECT x.account_id AS a, y.account_id AS b, x.kind AS kind, COUNT(*) AS shared, SUM(x.w) AS weight,
+         MIN(x.n_kind) AS n_a, MIN(y.n_kind) AS n_b
+  FROM rare_keys x JOIN rare_keys y ON x.kind = y.kind AND x.k = y.k AND x.account_id < y.account_id
   WHERE x.kind IN ('ip', 'subnet', 'sync')
   GROUP BY x.account_id, y.account_id, x.kind
 ),
 anchor_pairs AS (SELECT DISTINCT a, b FROM anchor),
 weak AS (
-  SELECT p.a AS a, p.b AS b, x.kind AS kind, COUNT(*) AS shared, SUM(x.w) AS weight
+  SELECT p.a AS a, p.b AS b, x.kind AS kind, COUNT(*) AS shared, SUM(x.w) AS weight,
+         MIN(x.n_kind) AS n_a, MIN(y.n_kind) AS n_b
   FROM anchor_pairs p
-  JOIN rare x ON x.account_id = p.a
-  JOIN rare y ON y.account_id = p.b AND y.kind = x.kind AND y.k = x.k
+  JOIN rare_keys x ON x.account_id = p.a
+  JOIN rare_keys y ON y.account_id = p.b AND y.kind = x.kind AND y.k = x.k
   WHERE x.kind IN ('agent', 'template')
   GROUP BY p.a, p.b, x.kind
-),
-pairs AS (SELECT * FROM anchor UNION ALL SELECT * FROM weak)
-SELECT pairs.a, pairs.b, pairs.kind, pairs.shared, pairs.weight, na.n AS n_a, nb.n AS n_b
-FROM pairs
-JOIN acct_n na ON na.account_id = pairs.a AND na.kind = pairs.kind
-JOIN acct_n nb ON nb.account_id = pairs.b AND nb.kind = pairs.kind
+)
+SELECT * FROM anchor UNION ALL SELECT * FROM weak
 """
     return FeatureQuery("coordination_pairs", sql)

@@ -24,8 +24,8 @@ from distillscope.errors import TrafficError
 from distillscope.progress import Progress, ensure_progress
 from distillscope.traffic.campaigns import Clusters, LinkRule, cluster_accounts, link_accounts, link_summary
 from distillscope.traffic.engines import Engine, make_engine
-from distillscope.traffic.features import (SQL_COLUMNS, CoordinationConfig, coordination_sql,
-                                           entity_features_sql)
+from distillscope.traffic.features import (SQL_COLUMNS, CoordinationConfig, coordination_keys_sql,
+                                           coordination_pairs_sql, entity_features_sql)
 from distillscope.traffic.prepare import PrepareConfig, prepare
 from distillscope.traffic.schema import LogReport, RequestLogTable, load_log
 from distillscope.traffic.scoring import (Calibration, FeatureEvidence, ScoringConfig, calibrate_scores,
@@ -135,7 +135,8 @@ def analyse(log: RequestLogTable | str | Path | pa.Table, engine: str | Engine =
         with progress.task(f"features on {eng.name}", total=3) as task:
             acc = eng.run(entity_features_sql("account_id"), {"requests": slim}).to_pandas()
             task.advance()
-            pairs = eng.run(coordination_sql(config.coordination), {"requests": slim})
+            rare = eng.run(coordination_keys_sql(config.coordination), {"requests": slim})
+            pairs = eng.run(coordination_pairs_sql(), {"rare_keys": rare})
             clusters = cluster_accounts(link_accounts(pairs, config.link))
             task.advance()
             if len(clusters.membership):
