@@ -127,3 +127,24 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def traffic_calibration():
+    """A traffic-forensics calibration on a small simulated benign reference (built once)."""
+    from distillscope.traffic import calibrate
+    from distillscope.traffic.reference import benign_reference_config
+    from distillscope.traffic.simulate import simulate
+
+    return calibrate(simulate(benign_reference_config(n_benign=400, seed=11)).log)
+
+
+@pytest.fixture(scope="session")
+def spark_engine():
+    """One local Spark session (local[1], one shuffle partition) for the whole test session."""
+    pytest.importorskip("pyspark")
+    from distillscope.traffic.engines import make_engine
+
+    engine = make_engine("spark", master="local[1]", shuffle_partitions=1)
+    yield engine
+    engine.close()
