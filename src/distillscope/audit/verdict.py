@@ -73,11 +73,17 @@ def decide(suspect: ModelAudit, control: ModelAudit, *, alpha: float, control_al
                    f"strong has probability at most {sp:.3g} ≤ α = {alpha:g}, and the control shows nothing "
                    f"(p = {cp:.3g}).")
         return Verdict(ACCUSE, summary, conf, alpha, sp, cp, None, tuple(problems))
-    needed = tuples_needed(suspect, gamma, alpha) if ran else None
-    if not ran or (needed is not None and needed > 0):
-        more = f"need at least {needed} more scored tuples" if needed else "no test could be run"
-        summary = (f"Inconclusive: {more} before any conclusion at α = {alpha:g} is possible "
-                   f"(scored so far: {sum(t.n_scored for t in ran)}).")
+    best = best_case_p(suspect, gamma) if ran else 1.0
+    if best is not None and best > alpha:
+        needed = tuples_needed(suspect, gamma, alpha) if ran else None
+        if needed:
+            more = f"need at least {needed} more scored tuples"
+        elif ran:
+            more = "need more answers (prompts) or a radioactivity test"
+        else:
+            more = "no test could be run"
+        summary = (f"Inconclusive: {more} before any conclusion at α = {alpha:g} is possible; even a perfect "
+                   f"result on what was scored (n = {sum(t.n_scored for t in ran)}) could not reach it.")
         return Verdict(INCONCLUSIVE, summary, conf, alpha, sp, cp, needed, tuple(problems))
     summary = (f"No evidence that the suspect was trained on our outputs (combined p = {sp:.3g} > α = {alpha:g}"
                if sp > alpha else f"No accusation: the suspect's p = {sp:.3g} ≤ α = {alpha:g}, but the control is "
