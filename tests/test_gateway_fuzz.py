@@ -43,7 +43,7 @@ def test_fuzzing_the_schema_finds_no_server_error(fuzz_server, mode):
     for op in _operations(server):
         is_admin = op.path.startswith("/admin")
         token = ADMIN_TOKEN if is_admin else key
-        examples = 25 if op.path.startswith("/v1/") and op.method.upper() == "POST" else 8
+        examples = 15 if op.path.startswith("/v1/") and op.method.upper() == "POST" else 8
         strategy = op.as_strategy(generation_mode=schemathesis.GenerationMode(mode))
 
         @settings(max_examples=examples, deadline=None, database=None, derandomize=True,

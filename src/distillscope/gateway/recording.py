@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -85,13 +86,22 @@ def _from_raw(raw: Any) -> dict[str, Any]:
             "params": params, "stream": raw.get("stream") is True}
 
 
+_INT64 = 2**63 - 1
+
+
 def _num(value: Any, kind: type) -> Any:
+    """``value`` as ``kind`` for an analytics column; None when absent, not a number or out of range."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:
-        return kind(value)
+        out = kind(value)
     except (OverflowError, ValueError):
         return None
+    if kind is int and not -_INT64 <= out <= _INT64:
+        return None
+    if kind is float and not math.isfinite(out):
+        return None
+    return out
 
 
 def build_record(ctx: RequestContext, status: int, *, error: str | None = None, reply: Any = None) -> RequestRecord:
@@ -101,7 +111,7 @@ def build_record(ctx: RequestContext, status: int, *, error: str | None = None, 
         fields_ = {"model": body.model, "prompt": body.prompt_for_log(), "params": body.sent_params(),
                    "stream": body.stream}
         logprobs = body.top_k_logprobs() if body.logprobs else 0
-        max_tokens = body.requested_max_tokens()
+        max_tokens = _num(body.requested_max_tokens(), int)
     else:
         fields_ = _from_raw(ctx.raw_body)
         params = fields_.get("params") or {}
