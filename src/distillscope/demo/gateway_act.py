@@ -131,7 +131,7 @@ def act(ctx: DemoContext) -> ActResult:
         gw.create_account(name, limits=limits)
         keys[name] = gw.create_key(name)[0]
     notes = [f"gateway on {gw.url} (model {model}, SQLite in {ctx.workdir / 'gateway.sqlite'})"]
-    notes += _traffic(gw, model, keys, 16 if ctx.quick else 40)
+    notes += _traffic(gw, model, keys, 16 if ctx.quick else 32)
     names = {a.account_id: (a.name, a.state.value) for a in gw.store.list_accounts()}
     rows = []
     for u in gw.request_log.usage():
