@@ -9,10 +9,9 @@ import pyarrow.compute as pc
 import pytest
 
 from distillscope.errors import TrafficError
-from distillscope.traffic import GuardPolicy, SimulationConfig, TrafficGuard, calibrate, simulate
+from distillscope.traffic import GuardPolicy, SimulationConfig, TrafficGuard, simulate
 from distillscope.traffic.guard import Rung
 from distillscope.traffic.guard_state import MemoryGuardState, RedisGuardState
-from distillscope.traffic.reference import benign_reference_config
 
 
 @pytest.fixture(scope="module")

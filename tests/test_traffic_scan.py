@@ -10,7 +10,6 @@ import pytest
 from distillscope.cli import main
 from distillscope.errors import TrafficError
 from distillscope.traffic import Calibration, SimulationConfig, calibrate, scan, simulate, write_simulation
-from distillscope.traffic.reference import benign_reference_config
 
 
 @pytest.fixture(scope="module")
