@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Sequence
 
 from fastapi import FastAPI
@@ -55,6 +56,7 @@ class RequestStampMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = new_request_id()
         state["t0"] = time.perf_counter()
+        state["arrived"] = datetime.now(timezone.utc)
         limit, seen = self.max_body_bytes, 0
         header = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), b"0")
         declared = int(header) if header.isdigit() else 0

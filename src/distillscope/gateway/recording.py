@@ -64,7 +64,8 @@ def context(request: Request) -> RequestContext:
         client = request.client
         ctx = RequestContext(
             request_id=getattr(request.state, "request_id", None) or new_request_id(),
-            ts=datetime.now(timezone.utc), t0=getattr(request.state, "t0", None) or time.perf_counter(),
+            ts=getattr(request.state, "arrived", None) or datetime.now(timezone.utc),
+            t0=getattr(request.state, "t0", None) or time.perf_counter(),
             endpoint=request.url.path, client_ip=client.host if client else None,
             user_agent=request.headers.get("user-agent"))
         request.state.ctx = ctx
