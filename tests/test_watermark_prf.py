@@ -182,3 +182,17 @@ def test_scheme_from_settings_and_parameter_validation(monkeypatch):
         make_scheme("kgw", key, context_width=0)
     with pytest.raises(ConfigError, match="temperature"):
         make_scheme("gumbel", key).processor(temperature=-1)
+
+
+def test_secret_never_reaches_logs(tmp_path, monkeypatch, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    key = WatermarkKey.generate()
+    key.save(tmp_path / "k")
+    monkeypatch.setenv("DISTILLSCOPE_WATERMARK_KEY_FILE", str(tmp_path / "k"))
+    scheme = scheme_from_settings(load_settings())
+    scheme.detector().detect(list(range(50)))
+    scheme.processor(top_k=5)(torch.tensor([[1, 2]]), torch.randn(1, 100))
+    assert key.key_id in caplog.text
+    assert key.secret.hex() not in caplog.text and key.secret.hex() not in repr(scheme.processor())
