@@ -82,7 +82,7 @@ def case(model_settings, tmp_path_factory):
 
 def _config(case, suspect: str, control: str | None = None, **kw) -> AuditConfig:
     base = dict(suspect=suspect, control=control or "local:tiny:2", corpus=str(case["corpus"]),
-                teacher="tiny:0", references=("tiny:3",), max_new_tokens=32, temperature=1.0, min_window_df=1,
+                teacher="tiny:0", references=("tiny:3",), max_new_tokens=32, temperature=0.0, min_window_df=1,
                 identity_probes=False)
     base.update(kw)
     return AuditConfig(**base)
@@ -159,7 +159,7 @@ def test_endpoint_and_texts_modes_end_to_end(case, tmp_path):
     from distillscope.teacher import SamplingParams, Teacher, load_model
 
     gens = Teacher(load_model(str(case["student"]), settings=case["settings"], dtype="float32")).generate(
-        PROMPTS, SamplingParams(max_new_tokens=32, temperature=1.0, seed=1), watermark=False)
+        PROMPTS, SamplingParams(max_new_tokens=32, temperature=0.0, seed=1), watermark=False)
     texts.write_text("".join(json.dumps({"prompt": p, "completion": g.text}) + "\n" for p, g in zip(PROMPTS, gens)))
     result = run_audit(_config(case, f"texts:{texts}", tests=("blackbox", "passive")), settings=case["settings"],
                        scheme=case["scheme"])
@@ -222,3 +222,12 @@ def test_unloadable_and_unreachable_suspects_are_clear_errors(tmp_path):
         open_suspect("ftp:somewhere")
     with pytest.raises(AuditError, match="alpha"):
         AuditConfig(suspect="texts:x", control="texts:y", corpus="c", alpha=2.0)
+
+
+def test_cli_bad_input_is_one_line(capsys, tmp_path):
+    from distillscope.cli import main
+
+    code = main(["audit", "ftp:somewhere", "--control", "texts:x.jsonl", "--corpus", str(tmp_path / "c.jsonl")])
+    err = capsys.readouterr().err
+    assert code == 2 and "ftp:somewhere" in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1

@@ -213,3 +213,37 @@ def test_fisher_and_holm():
     assert fisher([1e-300, 1e-300]) > 0.0
     with pytest.raises(AuditError, match="outside"):
         fisher([1.5])
+
+
+def _bigram_logprob(table: torch.Tensor, seq: list[int]) -> float:
+    logp = torch.log_softmax(table, -1)
+    return float(sum(logp[a, b] for a, b in zip(seq[:-1], seq[1:])))
+
+
+def _sample(table: torch.Tensor, n: int, length: int, gen: torch.Generator) -> list[list[int]]:
+    seqs = [[int(torch.randint(0, V, (1,), generator=gen))] for _ in range(n)]
+    for _ in range(length):
+        nxt = torch.multinomial(torch.softmax(table[[s[-1] for s in seqs]], -1), 1, generator=gen)[:, 0]
+        for s, t in zip(seqs, nxt.tolist()):
+            s.append(int(t))
+    return seqs
+
+
+@pytest.mark.slow
+def test_passive_test_is_calibrated_on_null_models():
+    """Suspect and control are independent models of the same kind (exchangeable): p-values uniform."""
+    ps, gen = [], torch.Generator().manual_seed(0)
+    for rep in range(120):
+        teacher, ref = _table(20_000 + rep), _table(30_000 + rep)
+        models = [_table(40_000 + 2 * rep), _table(40_001 + 2 * rep)]
+        aff = [[_bigram_logprob(teacher, s) - _bigram_logprob(ref, s) for s in _sample(m, 25, 12, gen)]
+               for m in models]
+        ps.append(compare_affinities(aff[0], aff[1], paired=True).p_value)
+    _fpr_ok(ps, 0.01)
+    assert stats.kstest(ps, "uniform", alternative="greater").pvalue > 0.01
+    # and a student of the teacher is found: its answers come from a mix of teacher and its own table
+    student = torch.log_softmax(_table(20_000), -1) * 0.7 + torch.log_softmax(_table(50_000), -1) * 0.3
+    aff_s = [_bigram_logprob(_table(20_000), s) - _bigram_logprob(_table(30_000), s) for s in _sample(student, 40, 12, gen)]
+    aff_c = [_bigram_logprob(_table(20_000), s) - _bigram_logprob(_table(30_000), s)
+             for s in _sample(_table(50_001), 40, 12, gen)]
+    assert compare_affinities(aff_s, aff_c, paired=True).p_value < 1e-6

@@ -38,8 +38,8 @@ from distillscope.teacher import SamplingParams, Teacher, load_model  # noqa: E4
 from distillscope.watermark import WatermarkKey, make_scheme  # noqa: E402
 
 PRESETS = {
-    "cpu": dict(teacher="tiny:0", student="tiny", texts=80, tokens=32, steps=24, lr=3e-3, batch=20, nulls=20,
-                null_steps=6, rhos=(1.0, 0.2, 0.05, 0.01), bb_prompts=40, delta=2.0),
+    "cpu": dict(teacher="tiny:0", student="tiny", texts=40, tokens=24, steps=20, lr=3e-3, batch=40, nulls=20,
+                null_steps=2, rhos=(1.0, 0.2, 0.05, 0.01), bb_prompts=40, delta=2.0),
     "gpu": dict(teacher="smollm2", student="smollm2", texts=2000, tokens=128, steps=400, lr=5e-5, batch=16,
                 nulls=20, null_steps=400, rhos=(1.0, 0.2, 0.05, 0.01), bb_prompts=500, delta=2.0),
 }
@@ -141,11 +141,12 @@ def main(argv: list[str] | None = None) -> dict:
     bb_prompts = prompts[:cfg["bb_prompts"]]  # the prompts in our log: the audit's default too
     log = {"config": {**cfg, "rhos": list(cfg["rhos"])}, "key_id": scheme.key.key_id, "rho": {}, "nulls": []}
     for rho in cfg["rhos"]:
-        n_wm = max(1, round(rho * cfg["texts"]))
+        n_wm = max(1, round(rho * cfg["texts"]))  # at least one text: the realised fraction is reported
         seqs = [(enc[i], list(wm[i].token_ids)) for i in range(n_wm)] + \
                [(enc[i], list(clean[i].token_ids)) for i in range(n_wm, cfg["texts"])]
         student = finetune(cfg["student"], seqs, cfg["steps"], cfg["lr"], cfg["batch"], 0, settings, args.device)
         log["rho"][f"{rho:g}"] = audit_student(student, scheme, wm_texts, frequent, bb_prompts, cfg, args.device)
+        log["rho"][f"{rho:g}"]["realised_fraction"] = n_wm / cfg["texts"]
         print(f"rho={rho:g}: {log['rho'][f'{rho:g}']}", file=sys.stderr, flush=True)
     for k in range(cfg["nulls"]):
         # a fresh key (and so a fresh watermarked corpus) per null: p-values of different nulls are independent

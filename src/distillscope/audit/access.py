@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from distillscope.audit.radioactivity import TokenText
-from distillscope.errors import AuditError, DistillscopeError, ModelError
+from distillscope.errors import AuditError, DistillscopeError
 from distillscope.progress import Progress, ensure_progress
 
 logger = logging.getLogger(__name__)
@@ -115,11 +115,11 @@ class EndpointSuspect:
         try:
             models = [m.id for m in self._client.models.list()]
         except openai.OpenAIError as exc:
-            raise AuditError(f"suspect endpoint {spec.target} cannot be reached ({type(exc).__name__})",
+            raise AuditError(f"endpoint {spec.target} cannot be reached ({type(exc).__name__})",
                              hint="check the URL (it ends in /v1), that the server runs and the API key "
                                   "(DISTILLSCOPE_AUDIT_API_KEY)") from None
         if spec.model is None and not models:
-            raise AuditError(f"suspect endpoint {spec.target} lists no model",
+            raise AuditError(f"endpoint {spec.target} lists no model",
                              hint="name the model: endpoint:URL#MODEL")
         self.model = spec.model or models[0]
         self.name = f"{self.model} @ {spec.target}"
@@ -138,7 +138,7 @@ class EndpointSuspect:
                         max_tokens=max_new_tokens, temperature=temperature, seed=seed)
                     texts.append(resp.choices[0].message.content or "")
                 except openai.APIConnectionError as exc:
-                    raise AuditError(f"suspect endpoint {self.spec.target} stopped answering ({type(exc).__name__})",
+                    raise AuditError(f"endpoint {self.spec.target} stopped answering ({type(exc).__name__})",
                                      hint="check that the server is still running") from None
                 except openai.OpenAIError as exc:
                     logger.warning("endpoint refused a prompt: %s", type(exc).__name__)
@@ -159,14 +159,14 @@ class TextsSuspect:
         try:
             rows = read_records(path)
         except DistillscopeError as exc:
-            raise AuditError(f"suspect texts {path} cannot be read: {exc}", hint="pass texts:FILE with "
+            raise AuditError(f"texts {path} cannot be read: {exc}", hint="pass texts:FILE with "
                              "one output per line or JSONL with a 'completion' field") from None
         self.spec, self.tokenizer = spec, None
         self._rows = [(r.get("prompt") if isinstance(r.get("prompt"), str) else None,
                        next((r[f] for f in ("completion", "text", "answer", "output") if isinstance(r.get(f), str)),
                             None)) for r in rows]
         if not any(t for _, t in self._rows):
-            raise AuditError(f"suspect texts {path} hold no text", hint="each record needs a 'completion' or 'text'")
+            raise AuditError(f"texts {path} hold no text", hint="each record needs a 'completion' or 'text'")
         self.name = path.name
         self.fingerprint = hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -193,8 +193,8 @@ def open_suspect(spec: str, *, settings: Any = None, progress: Progress | None =
 
     try:
         loaded = load_model(parsed.target, settings=settings, dtype="float32", progress=progress)
-    except (ModelError, OSError, ValueError) as exc:
-        raise AuditError(f"suspect model {parsed.target!r} cannot be loaded: {exc}",
+    except (DistillscopeError, OSError, ValueError) as exc:
+        raise AuditError(f"model {parsed.text!r} cannot be loaded: {exc}",
                          hint="pass local:PATH to an HF model directory or a .gguf file") from None
     return LocalSuspect(parsed, loaded)
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from distillscope.audit import attribution, radioactivity
-from distillscope.audit.access import Answers, LocalSuspect, TextsSuspect, Suspect, open_suspect, same_tokenizer, tokenizer_fingerprint
+from distillscope.audit.access import (Answers, LocalSuspect, Suspect, TextsSuspect, open_suspect, parse_spec,
+                                       same_tokenizer, tokenizer_fingerprint)
 from distillscope.audit.combine import combine_audit, floor_p
 from distillscope.audit.corpus import WatermarkedCorpus, load_corpus, tokenize_corpus
 from distillscope.audit.results import AuditResult, ModelAudit, TestResult
@@ -92,6 +93,8 @@ class AuditConfig:
         for ok, what, hint in checks:
             if not ok:
                 raise AuditError(f"invalid audit setting {what}", hint=hint)
+        parse_spec(self.suspect)
+        parse_spec(self.control)
 
 
 @dataclass

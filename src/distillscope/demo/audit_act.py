@@ -44,7 +44,7 @@ def _train_control(ctx: DemoContext, plan: dict[str, Any], store: Path) -> Path:
     control_store, out = ctx.workdir / "control-harvest", ctx.workdir / "control-student"
     reference = Teacher(load_model(plan["reference"], settings=ctx.settings, dtype="float32"))
     harvest_in_process(reference, _store_prompts(store, plan["control_prompts"]), control_store,
-                       max_tokens=plan["max_tokens"], logprobs=0, progress=ctx.reporter)
+                       max_tokens=plan["max_tokens"], logprobs=1, progress=ctx.reporter)
     train_fn = ctx.artifacts.get("train_fn") or (lambda s, o, **kw: train_student(s, o, quick=ctx.quick, **kw))
     train_fn(control_store, out, mode="sft", max_seconds=plan["train_seconds"], progress=ctx.reporter)
     return out
