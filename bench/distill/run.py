@@ -105,6 +105,22 @@ def tokens_to_match(kd_rows: list[dict], target_ppl: float) -> float | None:
     return None
 
 
+def markdown(results: dict) -> str:
+    """The table pasted into docs/benchmarks.md."""
+    lines = ["| objective | training records | teacher tokens | held-out answer ppl | steps | train tokens/s |",
+             "|---|---|---|---|---|---|"]
+    for r in sorted(results["runs"], key=lambda r: (r["mode"], r["teacher_tokens"])):
+        lines.append(f"| {r['mode']} | {r['records']} | {r['teacher_tokens']:,} | {r['heldout_ppl']:.1f} | "
+                     f"{r['steps']} | {r['train_tokens_per_s']:,.0f} |")
+    need = results["kd_tokens_to_match_sft"]
+    full = results["sft_full_budget"]
+    lines.append("")
+    lines.append(f"SFT with all {full['teacher_tokens']:,} teacher tokens reaches ppl {full['heldout_ppl']:.1f}; "
+                 + (f"top-k KD reaches it with about {need:,} teacher tokens ({results['kd_token_saving']}x fewer)."
+                    if need else "top-k KD does not reach it within the measured budgets."))
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, default=Path("/tmp/distillscope-bench-distill"))
@@ -119,7 +135,11 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--render", type=Path, default=None, help="print the markdown table of a results file and exit")
     args = ap.parse_args()
+    if args.render:
+        print(markdown(json.loads(args.render.read_text())))
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     store = args.work / f"store-{args.teacher}-{args.prompts}-{args.new_tokens}-{args.logprobs}"
     harvest_s = harvest(args, store)
@@ -144,6 +164,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(json.dumps({k: v for k, v in results.items() if k != "runs"}, indent=2))
+    print(markdown(results))
 
 
 if __name__ == "__main__":
