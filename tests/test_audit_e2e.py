@@ -32,7 +32,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def _finetune(spec: str, prompts, answers, out_dir, settings, *, steps: int = 15, lr: float = 3e-3):
+def _finetune(spec: str, prompts, answers, out_dir, settings, *, steps: int = 30, lr: float = 3e-3):
     """A few full-batch SFT steps on (prompt, answer) pairs; saves an HF model directory."""
     from distillscope.teacher import Teacher, load_model
 

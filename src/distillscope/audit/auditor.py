@@ -196,12 +196,17 @@ def _probe(model: Suspect, sh: _Shared) -> tuple[tuple[str, str], ...]:
     return tuple((q, (a or "")[:300]) for q, a in zip(ans.prompts, ans.texts))
 
 
+def _cannot_read(model: Suspect, tokenizer: Any) -> bool:
+    """Reading mode is impossible (no weights, or another tokenizer): black-box is the fallback."""
+    return not isinstance(model, LocalSuspect) or not same_tokenizer(model.tokenizer, tokenizer)
+
+
 def _model_audit(role: str, spec: str, model: Suspect, sh: _Shared, answers: Answers | None,
                  passive: TestResult | None) -> ModelAudit:
     tests: list[TestResult] = []
     if "open" in sh.config.tests:
         tests.append(_open_test(model, sh))
-    if "blackbox" in sh.config.tests and answers is not None:
+    if answers is not None and ("blackbox" in sh.config.tests or _cannot_read(model, sh.tokenizer)):
         tests.append(_blackbox_test(answers, sh))
     if passive is not None:
         tests.append(passive)
@@ -273,7 +278,8 @@ def run_audit(config: AuditConfig, *, settings: Any = None, scheme: Any = None, 
     prompts = _read_prompts(config, corpus)
     models = {"suspect": open_suspect(config.suspect, settings=settings, progress=progress),
               "control": open_suspect(config.control, settings=settings, progress=progress)}
-    needs_answers = bool({"blackbox", "passive"} & set(config.tests))
+    needs_answers = bool({"blackbox", "passive"} & set(config.tests)) or (
+        "open" in config.tests and any(_cannot_read(m, tokenizer) for m in models.values()))
     if needs_answers and not prompts and not all(isinstance(m, TextsSuspect) for m in models.values()):
         raise AuditError(f"no prompts for the black-box and passive tests: {config.corpus} names none",
                          hint="pass --prompts FILE")
