@@ -52,16 +52,16 @@ class Rung:
 class GuardPolicy:
     """The escalation policy.
 
-    account: rungs for single accounts (flag at 1x threshold after 5 requests, throttle at 1.25x
-    after 20, suspend at 1.5x after 40, revoke at 1.5x after 80 -- PRADA-like evidence before
-    revoking). cluster: rungs for clusters of linked accounts, on pooled requests (30/60/120/200). cluster_min_accounts: a
+    account: rungs for single accounts (flag at 1x threshold after 5 requests, throttle at 1.5x
+    after 20, suspend at 2x after 40, revoke at 2x after 100 -- PRADA-like evidence before
+    revoking; a lone account needs a wide margin, campaigns are caught as clusters). cluster: rungs for clusters of linked accounts, on pooled requests (30/60/120/200). cluster_min_accounts: a
     cluster needs at least this many accounts to be scored (3). eval_every: score a cluster on
     every n-th request of its accounts (5). max_key_accounts: keys shared by more accounts are
     too common to link (200). sync_bucket_s: synchronisation bucket (300). actor: audit actor.
     """
 
-    account: tuple[Rung, ...] = (Rung("flag", 1.0, 5), Rung("throttled", 1.25, 20), Rung("suspended", 1.5, 40),
-                                 Rung("revoked", 1.5, 80))
+    account: tuple[Rung, ...] = (Rung("flag", 1.0, 5), Rung("throttled", 1.5, 20), Rung("suspended", 2.0, 40),
+                                 Rung("revoked", 2.0, 100))
     cluster: tuple[Rung, ...] = (Rung("flag", 1.0, 30), Rung("throttled", 1.25, 60), Rung("suspended", 1.5, 120),
                                  Rung("revoked", 1.5, 200))
     cluster_min_accounts: int = 3
