@@ -9,8 +9,7 @@ import logging
 import platform
 import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from distillscope.audit import attribution, radioactivity
 from distillscope.audit.access import (Answers, LocalSuspect, Suspect, TextsSuspect, open_suspect, parse_spec,
