@@ -114,6 +114,8 @@ def main() -> None:
     ap.add_argument("--campaigns", type=int, default=4, help="campaigns per strategy")
     ap.add_argument("--guard-sample", type=float, default=0.1, help="share of non-campaign accounts replayed")
     ap.add_argument("--no-spark", action="store_true")
+    ap.add_argument("--guard-only", action="store_true",
+                    help="re-measure only requests-until-detection and update the existing JSON")
     ap.add_argument("--out", default="bench/results/traffic.json")
     args = ap.parse_args()
     timings = {}
@@ -127,6 +129,12 @@ def main() -> None:
     t = time.perf_counter()
     sim = simulate(cfg)
     timings["simulate_s"] = time.perf_counter() - t
+    if args.guard_only:
+        result = json.loads(Path(args.out).read_text())
+        result["until_detection"] = until_detection(cal, sim, args.guard_sample)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+        print(json.dumps(result["until_detection"], indent=1))
+        return
     t = time.perf_counter()
     res = scan(sim.log, cal, "duckdb")
     scan_s = time.perf_counter() - t
