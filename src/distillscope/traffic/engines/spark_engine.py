@@ -17,7 +17,8 @@ class SparkEngine:
     """Runs feature SQL on Spark.
 
     session: an existing SparkSession (a cluster's), else one is built with ``master``
-    (``local[*]``) and ``shuffle_partitions`` (8); a session built here is stopped by :meth:`close`.
+    (``local[*]``) and ``shuffle_partitions`` (8, also the default parallelism); a session built
+    here is stopped by :meth:`close`.
     """
 
     name = "spark"
@@ -38,6 +39,7 @@ class SparkEngine:
                                    hint="pip install 'distillscope[spark]' (and a Java 17+ runtime)") from exc
             self._session = (SparkSession.builder.master(self.master).appName("distillscope-traffic")
                              .config("spark.sql.shuffle.partitions", str(self.shuffle_partitions))
+                             .config("spark.default.parallelism", str(self.shuffle_partitions))
                              .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                              .config("spark.sql.session.timeZone", "UTC")
                              .config("spark.ui.enabled", "false")
