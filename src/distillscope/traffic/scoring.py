@@ -30,19 +30,21 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """alpha: target benign false-positive rate of the account threshold (0.0005).
+    """alpha: target benign false-positive rate of the account threshold (0.0002; with fewer than
+    1/alpha scored reference accounts the threshold is the reference maximum, i.e. no benign
+    reference account would be flagged).
     strata: lower bounds of the n_requests strata (1, 5, 20, 100, 500). min_stratum: a stratum with
     fewer reference accounts borrows its neighbours' (30). min_requests: accounts with fewer
     requests are never flagged on their own, only through a campaign (5)."""
 
-    alpha: float = 0.0005
+    alpha: float = 0.0002
     strata: tuple[int, ...] = (1, 5, 20, 100, 500)
     min_stratum: int = 30
     min_requests: int = 5
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 0.5:
-            raise TrafficError(f"alpha={self.alpha} must be in (0, 0.5)", hint="e.g. 0.0005 for 0.05% benign FPR")
+            raise TrafficError(f"alpha={self.alpha} must be in (0, 0.5)", hint="e.g. 0.0002 for 0.02% benign FPR")
         if list(self.strata) != sorted(self.strata) or self.strata[0] != 1:
             raise TrafficError(f"strata {self.strata} must ascend from 1", hint="e.g. (1, 5, 20, 100, 500)")
 
