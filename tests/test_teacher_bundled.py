@@ -39,7 +39,7 @@ def test_smollm2_answers_in_chat_format(teacher_loaded):
 def test_smollm2_watermark_round_trip(teacher_loaded):
     from distillscope.watermark import WatermarkKey, make_scheme
 
-    scheme = make_scheme("kgw", WatermarkKey.generate())
+    scheme = make_scheme("kgw", WatermarkKey(bytes(range(5, 37))))  # fixed key: a deterministic test
     teacher = Teacher(teacher_loaded, watermark=scheme)
     prompts = ["Write a short story about a lighthouse keeper.", "Describe your ideal weekend in detail."]
     params = SamplingParams(max_new_tokens=64, seed=0)
