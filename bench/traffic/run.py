@@ -107,6 +107,37 @@ def throughput(prepared: pa.Table, engine_name: str, **options) -> dict:
     return {"rows": slim.num_rows, "seconds": seconds, "rows_per_s": slim.num_rows / seconds}
 
 
+def markdown(r: dict) -> str:
+    """The docs/benchmarks.md table for one result."""
+    q, u = r["quality"], r["until_detection"]
+    lines = [f"Simulated log: {r['log']['rows']:,} requests, {r['log']['accounts']:,} accounts "
+             f"({q['overall']['innocent_accounts']:,} benign incl. hard negatives); thresholds from a separate "
+             f"benign-only simulation of {r['log']['reference_accounts']:,} accounts. Machine: {r['machine']}.",
+             "", "| strategy | accounts | campaigns | account recall | campaign recall | median requests until "
+             "throttle / revoke (guard) |", "|---|---|---|---|---|---|"]
+    for s, v in q["per_strategy"].items():
+        g = u["per_strategy"][s]
+        lines.append(f"| {s} | {v['accounts']} | {v['campaigns']} | {v['account_recall']:.1%} | "
+                     f"{v['campaign_recall']:.1%} | {g['median_requests_until_throttle']} / "
+                     f"{g['median_requests_until_revoke']} (of {g['median_requests_per_account']}) |")
+    lines += ["", "| benign kind | accounts | flagged | FPR |", "|---|---|---|---|"]
+    for k, v in q["per_kind_fpr"].items():
+        lines.append(f"| {k} | {v['accounts']} | {v['flagged']} | {v['fpr']:.2%} |")
+    o = q["overall"]
+    lines += ["", f"Overall: campaign recall {o['campaign_recall']:.1%}, account recall {o['account_recall']:.1%}, "
+              f"precision {o['precision']:.1%}, benign-account FPR {o['benign_account_fpr']:.3%} "
+              f"({o['false_positives']} of {o['innocent_accounts']}); guard replay of {u['replayed_rows']:,} rows: "
+              f"{u['innocent_actioned']} innocent accounts actioned, {u['guard_us_per_request']:.0f} µs/request.",
+              "", "| throughput | rows | seconds | rows/s |", "|---|---|---|---|"]
+    e = r["scan_duckdb_end_to_end"]
+    lines.append(f"| scan end to end, DuckDB (load, text prep, SQL, scoring) | {e['rows']:,} | {e['seconds']:.1f} | "
+                 f"{e['rows_per_s']:,.0f} |")
+    for name, t in r["sql_throughput"].items():
+        lines.append(f"| feature + coordination SQL, {name} | {t['rows']:,} | {t['seconds']:.1f} | "
+                     f"{t['rows_per_s']:,.0f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--benign", type=int, default=9500)
@@ -114,10 +145,14 @@ def main() -> None:
     ap.add_argument("--campaigns", type=int, default=4, help="campaigns per strategy")
     ap.add_argument("--guard-sample", type=float, default=0.1, help="share of non-campaign accounts replayed")
     ap.add_argument("--no-spark", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="print the docs table of the existing JSON")
     ap.add_argument("--guard-only", action="store_true",
                     help="re-measure only requests-until-detection and update the existing JSON")
     ap.add_argument("--out", default="bench/results/traffic.json")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.out).read_text())))
+        return
     timings = {}
     t = time.perf_counter()
     ref = simulate(benign_reference_config(n_benign=args.reference, seed=99))

@@ -144,17 +144,21 @@ class TrafficGuard:
         ratio = calibration.campaign_threshold / calibration.account_threshold if calibration.account_threshold else 1
         self.cluster_threshold_ = self.threshold_ * max(1.0, ratio)
         self.events: list[GuardEvent] = []
+        self._refs = {s: {f: np.asarray(v, dtype=float) for f, v in ref.items()}
+                      for s, ref in calibration.reference.items()}
+        self._medians = {s: {f: float(np.median(v)) if len(v) else float("nan") for f, v in ref.items()}
+                         for s, ref in self._refs.items()}
 
     # --- scoring ---------------------------------------------------------------------------------
     def _score(self, feats: dict[str, float], n: int) -> tuple[float, tuple[FeatureEvidence, ...]]:
-        ref = self.calibration.reference[int(_stratum(np.array([n]), self.calibration.config.strata)[0])]
+        stratum = int(_stratum(np.array([n]), self.calibration.config.strata)[0])
+        ref, medians = self._refs[stratum], self._medians[stratum]
         total, ev = 0.0, []
         for f in ONLINE_FEATURES:
             p = float(_tail_p(np.array([feats[f]], dtype=float), ref[f], SCORED_FEATURES[f][0])[0])
             total += -math.log10(p)
             if p < 0.05:
-                ev.append(FeatureEvidence(f, float(feats[f]), float(np.median(ref[f])) if ref[f] else float("nan"),
-                                          p, SCORED_FEATURES[f][1]))
+                ev.append(FeatureEvidence(f, float(feats[f]), medians[f], p, SCORED_FEATURES[f][1]))
         return total, tuple(sorted(ev, key=lambda e: e.p_value)[:5])
 
     # --- the RequestGuard protocol ---------------------------------------------------------------
