@@ -185,3 +185,10 @@ def test_scoring_rejects_too_short_items(tiny_loaded):
 
 def test_teacher_encode_prompt_uses_the_loaded_tokenizer(tiny_loaded):
     assert Teacher(tiny_loaded).encode_prompt("Hi") == encode_prompt(tiny_loaded.tokenizer, "Hi")
+
+
+def test_unwritable_cache_is_a_model_error(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    with pytest.raises(ModelError, match="could not write the model cache.*DISTILLSCOPE_MODEL_CACHE"):
+        cache_mod.build_entry(blocker / "m", lambda tmp: {}, what="model")

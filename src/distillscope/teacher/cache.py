@@ -76,6 +76,14 @@ def _drop_gguf_quantizer(model) -> None:
 
 def build_entry(entry: Path, build: Callable[[Path], dict], *, what: str) -> Path:
     """Run ``build(tmpdir) -> metadata`` in a temporary sibling of ``entry`` and rename it into place."""
+    try:
+        return _build_entry(entry, build, what)
+    except OSError as exc:
+        raise ModelError(f"could not write the model cache entry {entry} ({exc.strerror or exc})",
+                         hint="free some disk space, or set DISTILLSCOPE_MODEL_CACHE to a writable directory") from exc
+
+
+def _build_entry(entry: Path, build: Callable[[Path], dict], what: str) -> Path:
     entry.parent.mkdir(parents=True, exist_ok=True)
     if entry.exists() and not is_complete(entry):
         logger.warning("removing incomplete cache entry %s", entry)
