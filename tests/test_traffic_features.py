@@ -150,3 +150,23 @@ def test_masking_and_template_clusters():
     labels = cluster_templates(texts, TemplateConfig())
     assert labels[0] == labels[1] == labels[2]
     assert len({labels[0], labels[3], labels[4]}) == 3
+
+
+def test_reads_the_gateway_request_log_database(tmp_path):
+    from distillscope.gateway import RequestLog, RequestRecord, make_engine, upgrade_database
+
+    url = f"sqlite:///{tmp_path / 'gw.sqlite'}"
+    engine = make_engine(url)
+    upgrade_database(engine)
+    log = RequestLog(engine)
+    for i in range(3):
+        log.write(RequestRecord(request_id=f"r{i}", ts=T0 + timedelta(seconds=i), endpoint="/v1/chat/completions",
+                                status=200, account_id="acct_x", prompt="Think step by step: 2+2?", max_tokens=64,
+                                prompt_tokens=8, completion_tokens=12, logprobs=5 if i == 0 else 0))
+    log.write(RequestRecord(request_id="bad", ts=T0, endpoint="/v1/chat/completions", status=401,
+                            error="invalid_api_key"))
+    engine.dispose()
+    loaded = load_log(url)
+    assert loaded.num_rows == 4 and loaded.report.n_unauthenticated == 1
+    f = features_of(loaded.table).loc["acct_x"]
+    assert f.n_requests == 3 and f.cot_share == 1.0 and f.logprob_share == pytest.approx(1 / 3)

@@ -118,9 +118,8 @@ def _topic_features(asks: list[str], clusters: np.ndarray, config: PrepareConfig
 def _text_columns(prompts: pa.ChunkedArray, config: PrepareConfig, progress: Progress) -> dict[str, pa.Array]:
     encoded = pc.dictionary_encode(prompts).combine_chunks()
     uniq = encoded.dictionary.to_pylist()
-    idx = encoded.indices.to_numpy(zero_copy_only=False)
     valid = ~np.asarray(encoded.indices.is_null().to_numpy(zero_copy_only=False))
-    idx = np.where(valid, idx, 0)
+    idx = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
     with progress.task("template clusters (MinHash/LSH)", total=3) as task:
         asks = [last_user_text(p) for p in uniq]
         masked = [mask(a) for a in asks]
