@@ -120,7 +120,7 @@ def _throughput(url: str, headers: dict, clients: int, per_client: int) -> float
 
 
 def bench_stub(quick: bool) -> dict:
-    n, per_client = (100, 20) if quick else (400, 60)
+    n, per_client = (100, 20) if quick else (300, 40)
     with tempfile.TemporaryDirectory() as tmp:
         direct, direct_url = _start("direct", Path(tmp) / "d")
         gw, gw_url = _start("gateway", Path(tmp) / "g")
@@ -166,7 +166,7 @@ def _burst(url: str, key: str, model: str, clients: int, per_client: int, max_to
             "seconds": seconds, "requests": len(tokens)}
 
 
-def bench_teacher(quick: bool, spec: str) -> dict:
+def bench_teacher(quick: bool, spec: str, per_client: int | None = None, max_tokens: int | None = None) -> dict:
     from distillscope.gateway import (AccountStore, BatchingConfig, GatewayConfig, Limits, LocalBackend,
                                       ServerThread, create_app)
     from distillscope.settings import load_settings
@@ -176,7 +176,8 @@ def bench_teacher(quick: bool, spec: str) -> dict:
     settings = load_settings()
     loaded = load_model(spec, settings=settings, dtype="bfloat16" if spec != "tiny" else "float32")
     scheme = make_scheme("kgw", WatermarkKey.generate())
-    per_client, max_tokens = (1, 16) if quick else (2, 32)
+    per_client = per_client or (1 if quick else 2)
+    max_tokens = max_tokens or (8 if quick else 16)
     out = {"teacher": loaded.name, "clients": 8, "per_client": per_client, "max_tokens": max_tokens}
     for label, max_batch in (("one at a time", 1), ("dynamic batching", 8)):
         with tempfile.TemporaryDirectory() as tmp:
@@ -213,13 +214,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests and the tiny teacher (smoke test)")
     parser.add_argument("--teacher", default=None, help="teacher spec (default: smollm2; tiny with --quick)")
+    parser.add_argument("--per-client", type=int, default=None, help="teacher requests per client (default 2)")
+    parser.add_argument("--max-tokens", type=int, default=None, help="tokens per teacher answer (default 16)")
     parser.add_argument("--out", default=str(RESULTS), help="JSON results file")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     res = {"machine": {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()[0],
                        "python": platform.python_version(), "platform": platform.platform()},
            "quick": args.quick, "stub": bench_stub(args.quick)}
-    res["teacher"] = bench_teacher(args.quick, args.teacher or ("tiny" if args.quick else "smollm2"))
+    res["teacher"] = bench_teacher(args.quick, args.teacher or ("tiny" if args.quick else "smollm2"),
+                                   args.per_client, args.max_tokens)
     res["machine"]["load_avg_at_end"] = os.getloadavg()[0]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2, ensure_ascii=False))
