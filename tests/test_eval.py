@@ -127,3 +127,14 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["train", str(tmp_path / "bad"), "--out", str(tmp_path / "o"), "--mode", "rl"]) == 2
     err = capsys.readouterr().err
     assert "not a harvest store" in err and "mode 'rl'" in err and "Traceback" not in err
+
+
+def test_student_with_other_tokenizer_gets_no_agreement(setup, tmp_path):
+    tok, records = setup
+    other = make_tokenizer(tmp_path / "other", vocab_size=300, corpus_extra=("zebra quantum " * 20,))
+    tasks = [TaskItem("logic", "Is 3 greater than 2?", ("yes",))]
+    report = evaluate((FakeLM(len(other), other, oracle=False), other), (FakeLM(len(tok), tok, oracle=True), tok),
+                      records, tasks=tasks)
+    student = report.models[1]
+    assert student.top1_agreement is None                      # no shared token space to compare in
+    assert student.perplexity == pytest.approx(len(other), rel=1e-4)   # scored on its own re-tokenisation

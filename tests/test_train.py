@@ -136,3 +136,9 @@ def test_demo_act_quick(tmp_path):
     assert ctx.artifacts["train_result"].mode == "kd" and ctx.artifacts["train_result"].steps >= 1
     again = ctx.artifacts["train_fn"](ctx.artifacts["harvest_store"], tmp_path / "control", mode="sft", max_steps=1)
     assert again.mode == "sft" and again.steps == 1
+
+
+def test_time_budget_stops_and_saves(tmp_path, store, tok_dir):
+    res = train(DistillConfig(store=store, output_dir=tmp_path / "o", tokenizer=str(tok_dir), max_steps=50,
+                              max_seconds=0.001, **TINY))
+    assert res.steps == 1 and (tmp_path / "o" / "config.json").is_file()
