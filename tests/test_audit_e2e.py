@@ -105,26 +105,25 @@ def test_open_weights_student_is_detected_and_its_control_is_not(case, tmp_path)
     assert not re.search(r"(src|href)\s*=\s*[\"']https?:", text)  # self-contained: nothing to fetch
 
 
-def _serve(loaded_dir, settings):
-    """A minimal OpenAI-compatible server for one local model, on 127.0.0.1 in a thread."""
+def _serve(teacher):
+    """A minimal OpenAI-compatible server for one in-process model, on 127.0.0.1 in a thread."""
     import uvicorn
     from fastapi import FastAPI
 
-    from distillscope.teacher import SamplingParams, Teacher, load_model
+    from distillscope.teacher import SamplingParams
 
-    teacher = Teacher(load_model(str(loaded_dir), settings=settings, dtype="float32"))
     app = FastAPI()
 
     @app.get("/v1/models")
     def models():
-        return {"object": "list", "data": [{"id": "student", "object": "model", "created": 0, "owned_by": "test"}]}
+        return {"object": "list", "data": [{"id": "suspect", "object": "model", "created": 0, "owned_by": "test"}]}
 
     @app.post("/v1/chat/completions")
     def chat(body: dict):
         params = SamplingParams(max_new_tokens=body.get("max_tokens", 32), temperature=body.get("temperature", 1.0),
                                 seed=body.get("seed"))
-        text = teacher.generate([body["messages"][-1]["content"]], params, watermark=False)[0].text
-        return {"id": "x", "object": "chat.completion", "created": 0, "model": "student",
+        text = teacher.generate([body["messages"][-1]["content"]], params)[0].text
+        return {"id": "x", "object": "chat.completion", "created": 0, "model": "suspect",
                 "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
                 "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
 
@@ -134,7 +133,7 @@ def _serve(loaded_dir, settings):
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    for _ in range(100):
+    for _ in range(200):
         if server.started:
             break
         time.sleep(0.05)
@@ -143,28 +142,30 @@ def _serve(loaded_dir, settings):
 
 @pytest.mark.slow
 def test_endpoint_and_texts_modes_end_to_end(case, tmp_path):
-    server, url = _serve(case["student"], case["settings"])
+    """A black-box suspect that writes with our watermark (the limit of a student that learned it fully)."""
+    from distillscope.teacher import SamplingParams, Teacher, load_model
+
+    marked = Teacher(load_model("tiny:0", settings=case["settings"], dtype="float32"), watermark=case["scheme"])
+    server, url = _serve(marked)
     try:
-        result = run_audit(_config(case, f"endpoint:{url}#student", tests=("open", "blackbox", "passive"),
-                                   max_prompts=12), settings=case["settings"], scheme=case["scheme"])
+        result = run_audit(_config(case, f"endpoint:{url}#suspect", temperature=1.0), settings=case["settings"],
+                           scheme=case["scheme"])
     finally:
         server.should_exit = True
     assert result.suspect.test("open").status == "skipped" and "open weights" in result.suspect.test("open").note
     bb = result.suspect.test("blackbox")
-    assert bb.ran and bb.n_scored > 50 and bb.p_value < 1e-3, bb
+    assert bb.ran and bb.n_scored >= 10 and bb.p_value < 1e-6, bb
     assert result.control.test("blackbox").p_value > 1e-3
     passive = result.suspect.test("passive")
-    assert passive.ran and passive.n_scored >= 10 and passive.p_value < 0.05, passive
+    assert passive.ran and passive.n_scored >= 10 and passive.p_value < 0.01, passive
+    assert result.verdict.label == "trained on our outputs", result.verdict.summary
+    gens = marked.generate(PROMPTS, SamplingParams(max_new_tokens=32, temperature=1.0, seed=5))
     texts = tmp_path / "suspect.jsonl"
-    from distillscope.teacher import SamplingParams, Teacher, load_model
-
-    gens = Teacher(load_model(str(case["student"]), settings=case["settings"], dtype="float32")).generate(
-        PROMPTS, SamplingParams(max_new_tokens=32, temperature=0.0, seed=1), watermark=False)
     texts.write_text("".join(json.dumps({"prompt": p, "completion": g.text}) + "\n" for p, g in zip(PROMPTS, gens)))
     result = run_audit(_config(case, f"texts:{texts}", tests=("blackbox", "passive")), settings=case["settings"],
                        scheme=case["scheme"])
-    assert result.suspect.test("blackbox").p_value < 1e-3
-    assert result.suspect.test("passive").ran
+    assert result.suspect.test("blackbox").p_value < 1e-6
+    assert result.suspect.test("passive").ran and result.control.test("blackbox").p_value > 1e-3
 
 
 @pytest.mark.slow

@@ -38,8 +38,10 @@ from distillscope.teacher import SamplingParams, Teacher, load_model  # noqa: E4
 from distillscope.watermark import WatermarkKey, make_scheme  # noqa: E402
 
 PRESETS = {
-    "cpu": dict(teacher="tiny:0", student="tiny", texts=40, tokens=24, steps=20, lr=3e-3, batch=40, nulls=20,
-                null_steps=2, rhos=(1.0, 0.2, 0.05, 0.01), bb_prompts=40, delta=2.0),
+    "cpu": dict(teacher="tiny:0", student="tiny", texts=24, tokens=16, steps=12, lr=3e-3, batch=24, nulls=20,
+                null_steps=1, rhos=(1.0, 0.2, 0.05, 0.01), bb_prompts=24, delta=2.0),
+    "cpu-large": dict(teacher="tiny:0", student="tiny", texts=80, tokens=32, steps=30, lr=3e-3, batch=80, nulls=20,
+                      null_steps=4, rhos=(1.0, 0.2, 0.05, 0.01), bb_prompts=80, delta=2.0),
     "gpu": dict(teacher="smollm2", student="smollm2", texts=2000, tokens=128, steps=400, lr=5e-5, batch=16,
                 nulls=20, null_steps=400, rhos=(1.0, 0.2, 0.05, 0.01), bb_prompts=500, delta=2.0),
 }
