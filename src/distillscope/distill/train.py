@@ -24,7 +24,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from distillscope import __version__
-from distillscope.errors import ConfigError, DistillError
+from distillscope.errors import ConfigError, DistillError, ModelError
 from distillscope.distill.kd_data import (KDCollator, build_examples, load_records, require_topk,
                                           split_heldout)
 from distillscope.distill.losses import KD_LOSSES, answer_cross_entropy
@@ -372,6 +372,11 @@ def train(config: DistillConfig, progress: Progress | None = None) -> TrainResul
     model = build_student(config.student, tokenizer, hidden_size=config.hidden_size, layers=config.layers,
                           heads=config.heads, intermediate_size=config.intermediate_size,
                           max_positions=max(2048, config.max_length), seed=config.seed)
+    n_embeddings = model.get_input_embeddings().num_embeddings
+    if n_embeddings < len(tokenizer):
+        raise ModelError(f"student {config.student} has {n_embeddings} token embeddings but tokenizer "
+                         f"{config.tokenizer} has {len(tokenizer)} tokens",
+                         hint="use the student's own tokenizer (leave --tokenizer unset) or a matching one")
     trainer = _make_trainer(config, plan, model, tokenizer, data.examples, progress)
     t0 = time.perf_counter()
     resume = config.resume if isinstance(config.resume, str) else (True if config.resume else None)
