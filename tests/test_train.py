@@ -142,3 +142,14 @@ def test_time_budget_stops_and_saves(tmp_path, store, tok_dir):
     res = train(DistillConfig(store=store, output_dir=tmp_path / "o", tokenizer=str(tok_dir), max_steps=50,
                               max_seconds=0.001, **TINY))
     assert res.steps == 1 and (tmp_path / "o" / "config.json").is_file()
+
+
+def test_student_from_a_model_directory(tmp_path, store, tok_dir):
+    """A trained student (an HF dir with its tokenizer) can itself be the starting point."""
+    first = tmp_path / "first"
+    train(DistillConfig(store=store, output_dir=first, tokenizer=str(tok_dir), max_steps=2, **TINY))
+    args = {k: v for k, v in TINY.items() if k != "learning_rate"}
+    cfg = DistillConfig(store=store, output_dir=tmp_path / "second", student=str(first), max_steps=2, **args)
+    assert cfg.tokenizer == str(first) and cfg.learning_rate == 5e-5
+    res = train(cfg)
+    assert res.steps == 2 and res.mode == "kd"
