@@ -164,7 +164,7 @@ def test_endpoint_and_texts_modes_end_to_end(case, tmp_path):
     texts.write_text("".join(json.dumps({"prompt": p, "completion": g.text}) + "\n" for p, g in zip(PROMPTS, gens)))
     result = run_audit(_config(case, f"texts:{texts}", tests=("blackbox", "passive")), settings=case["settings"],
                        scheme=case["scheme"])
-    assert result.suspect.test("blackbox").p_value < 1e-6
+    assert result.suspect.test("blackbox").p_value < 1e-4
     assert result.suspect.test("passive").ran and result.control.test("blackbox").p_value > 1e-3
 
 
