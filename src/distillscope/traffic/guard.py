@@ -52,18 +52,20 @@ class Rung:
 class GuardPolicy:
     """The escalation policy.
 
-    account: rungs for single accounts (flag at 1x threshold after 5 requests, throttle at 1.5x
-    after 20, suspend at 2x after 40, revoke at 2x after 100 -- PRADA-like evidence before
-    revoking; a lone account needs a wide margin, campaigns are caught as clusters). cluster: rungs for clusters of linked accounts, on pooled requests (30/60/120/200). cluster_min_accounts: a
+    account: rungs for single accounts (flag at 1x threshold after 5 requests, throttle at 1.75x
+    after 20, suspend at 2x after 50, revoke at 2.25x after 100 -- PRADA-like evidence before
+    revoking; a lone account needs a wide margin: an evaluation harness asking for reasoning and
+    logprobs reached 1.6x). cluster: rungs for clusters of linked accounts on pooled requests
+    (1x/1.25x/1.25x/1.25x after 30/60/120/200). cluster_min_accounts: a
     cluster needs at least this many accounts to be scored (3). eval_every: score a cluster on
     every n-th request of its accounts (5). max_key_accounts: keys shared by more accounts are
     too common to link (200). sync_bucket_s: synchronisation bucket (300). actor: audit actor.
     """
 
-    account: tuple[Rung, ...] = (Rung("flag", 1.0, 5), Rung("throttled", 1.5, 20), Rung("suspended", 2.0, 40),
-                                 Rung("revoked", 2.0, 100))
-    cluster: tuple[Rung, ...] = (Rung("flag", 1.0, 30), Rung("throttled", 1.25, 60), Rung("suspended", 1.5, 120),
-                                 Rung("revoked", 1.5, 200))
+    account: tuple[Rung, ...] = (Rung("flag", 1.0, 5), Rung("throttled", 1.75, 20), Rung("suspended", 2.0, 50),
+                                 Rung("revoked", 2.25, 100))
+    cluster: tuple[Rung, ...] = (Rung("flag", 1.0, 30), Rung("throttled", 1.25, 60), Rung("suspended", 1.25, 120),
+                                 Rung("revoked", 1.25, 200))
     cluster_min_accounts: int = 3
     eval_every: int = 5
     max_key_accounts: int = 200

@@ -35,14 +35,19 @@ class ScoringConfig:
     reference account would be flagged).
     strata: lower bounds of the n_requests strata (1, 5, 20, 100, 500). min_stratum: a stratum with
     fewer reference accounts borrows its neighbours' (30). min_requests: accounts with fewer
-    requests are never flagged on their own, only through a campaign (5)."""
+    requests are never flagged on their own, only through a campaign (5). margin: the flag
+    thresholds are the benign quantile times this factor (1.25), because the scanned population is
+    usually larger than the reference and its benign tail reaches further than the reference's."""
 
     alpha: float = 0.0002
+    margin: float = 1.25
     strata: tuple[int, ...] = (1, 5, 20, 100, 500)
     min_stratum: int = 30
     min_requests: int = 5
 
     def __post_init__(self) -> None:
+        if self.margin < 1.0:
+            raise TrafficError(f"margin={self.margin} must be at least 1", hint="e.g. 1.25")
         if not 0.0 < self.alpha < 0.5:
             raise TrafficError(f"alpha={self.alpha} must be in (0, 0.5)", hint="e.g. 0.0002 for 0.02% benign FPR")
         if list(self.strata) != sorted(self.strata) or self.strata[0] != 1:
@@ -187,7 +192,8 @@ def calibrate_scores(account_features: pd.DataFrame, cluster_features: pd.DataFr
     rows = account_features[["n_requests", *SCORED_FEATURES]].astype(float)
     reference_rows = [[None if pd.isna(v) else float(v) for v in r] for r in rows.itertuples(index=False)]
     cluster_max = float(score(cluster_features, reference, config).max()) if len(cluster_features) else 0.0
-    return Calibration(config, reference, account_threshold=thr, campaign_threshold=max(thr, cluster_max),
+    thr *= config.margin
+    return Calibration(config, reference, account_threshold=thr, campaign_threshold=max(thr, cluster_max * config.margin),
                        n_reference=len(account_features), n_reference_clusters=len(cluster_features),
                        reference_rows=reference_rows, source=source)
 
