@@ -128,6 +128,7 @@ def overhead(loaded, schemes, prompts, rounds: int, batch: int, new_tokens: int)
 
 
 def quality(teacher_loaded, ref, schemes, prompts, n_marked, n_plain, params, batch) -> dict:
+    full_length = params.max_new_tokens  # answers that ran to the token limit
     teacher = Teacher(teacher_loaded)
     t0 = time.perf_counter()
     plain = teacher.generate(prompts[:n_plain], params, watermark=False, batch_size=batch)
@@ -153,6 +154,10 @@ def quality(teacher_loaded, ref, schemes, prompts, n_marked, n_plain, params, ba
             "answers": len(marked), "mean_tokens": round(statistics.mean(g.n_tokens for g in marked), 1),
             "tokens_per_s": round(sum(g.n_tokens for g in marked) / seconds, 1),
             "median_tokens_to_p<1e-5": statistics.median(needed),
+            "median_tokens_to_p<1e-5_long_answers": statistics.median(
+                [x for x, g in zip(needed, marked) if g.n_tokens >= full_length] or [math.inf]),
+            "tokens_needed": [x if math.isfinite(x) else None for x in needed],
+            "answer_tokens": [g.n_tokens for g in marked],
             "detected_share_ids": round(sum(math.isfinite(x) for x in needed) / len(needed), 3),
             "detected_share_text": round(sum(p < ALPHA for p in text_p) / len(text_p), 3),
             "false_positives_ids": sum(p < ALPHA for p in plain_p),
