@@ -118,3 +118,13 @@ def test_detect_text_end_to_end_with_the_teacher_tokenizer(key_file, tiny_loaded
     assert main(["watermark", "detect", str(src)]) == 0          # the table
     table = capsys.readouterr().out
     assert key_file.key_id in table and "yes" in table and "no" in table
+
+
+def test_detect_reads_jsonl_from_stdin(key_file, monkeypatch, capsys):
+    import io
+
+    rows = [{"token_ids": list(range(10, 40))}, {"token_ids": [3, 4]}]
+    monkeypatch.setattr("sys.stdin", io.StringIO("".join(json.dumps(r) + "\n" for r in rows)))
+    assert main(["watermark", "detect", "-", "--input-format", "jsonl", "--format", "jsonl"]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["n_scored"] for r in out] == [29, 1] and all(r["key_id"] == key_file.key_id for r in out)

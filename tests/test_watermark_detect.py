@@ -245,3 +245,9 @@ def test_gumbel_leaves_repeated_context_windows_to_plain_sampling(key):
     assert int(out[1].isfinite().sum()) == 1
     no_skip = make_scheme("gumbel", key, skip_repeated=False).processor(temperature=0.7, top_k=20)(ids, logits)
     assert int(no_skip[0].isfinite().sum()) == 1 and torch.equal(no_skip[1], out[1])
+
+
+def test_detect_batch_matches_single_detections(key):
+    det = make_scheme("kgw", key).detector()
+    seqs = [list(range(i, i + 30)) for i in range(0, 90, 30)] + [[]]
+    assert det.detect_batch(seqs) == [det.detect(s) for s in seqs]
