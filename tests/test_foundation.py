@@ -62,3 +62,11 @@ def test_error_tree_has_one_base():
 
     classes = [v for v in vars(e).values() if isinstance(v, type) and issubclass(v, Exception)]
     assert all(issubclass(c, DistillscopeError) for c in classes)
+
+
+def test_mapping_settings_come_from_json_in_the_environment(monkeypatch):
+    monkeypatch.setenv("DISTILLSCOPE_WATERMARK_PARAMS", '{"gamma": 0.5, "delta": 3.0}')
+    assert load_settings().watermark_params == {"gamma": 0.5, "delta": 3.0}
+    monkeypatch.setenv("DISTILLSCOPE_WATERMARK_PARAMS", "gamma=0.5")
+    with pytest.raises(ConfigError, match="DISTILLSCOPE_WATERMARK_PARAMS is not a JSON object"):
+        load_settings()

@@ -7,6 +7,7 @@ file are an error. Secrets are :class:`pydantic.SecretStr` so they never print.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,20 @@ class Settings(BaseSettings):
         return self.watermark_key_file or self.home / "watermark.key"
 
 
+_JSON_FIELDS = {"watermark_params"}
+
+
+def _parse_env(name: str, raw: str) -> Any:
+    """Environment values are strings; mapping-valued settings are given as JSON objects."""
+    if name not in _JSON_FIELDS:
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"DISTILLSCOPE_{name.upper()} is not a JSON object: {exc.msg}",
+                          hint='e.g. DISTILLSCOPE_WATERMARK_PARAMS=\'{"gamma": 0.25, "delta": 2.0}\'') from exc
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Build the settings once: YAML file (if any) < environment < explicit overrides."""
     file_values: dict[str, Any] = {}
@@ -89,7 +104,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     for name in Settings.model_fields:
         env = os.environ.get(f"DISTILLSCOPE_{name.upper()}")
         if env is not None:
-            env_values[name] = env
+            env_values[name] = _parse_env(name, env)
     values = {**file_values, **env_values, **{k: v for k, v in overrides.items() if v is not None}}
     try:
         # Environment already merged by hand above so that file < env < overrides holds.
