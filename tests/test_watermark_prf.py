@@ -196,3 +196,19 @@ def test_secret_never_reaches_logs(tmp_path, monkeypatch, caplog):
     scheme.processor(top_k=5)(torch.tensor([[1, 2]]), torch.randn(1, 100))
     assert key.key_id in caplog.text
     assert key.secret.hex() not in caplog.text and key.secret.hex() not in repr(scheme.processor())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["kgw", "kgw-selfhash", "gumbel"])
+def test_processor_output_is_identical_on_cuda(kat_key, name):
+    """The whole processor (not only the PRF bits) gives the same logits on CPU and GPU."""
+    scheme = make_scheme(name, kat_key)
+    gen = torch.Generator().manual_seed(7)
+    ids = torch.randint(0, 49152, (6, 12), generator=gen)
+    logits = torch.randn(6, 49152, generator=gen) * 3
+    cpu = scheme.processor()(ids, logits.clone())
+    gpu = scheme.processor()(ids.cuda(), logits.clone().cuda()).cpu()
+    assert torch.equal(cpu.isinf(), gpu.isinf())
+    finite = ~cpu.isinf()
+    assert torch.allclose(cpu[finite], gpu[finite], rtol=0, atol=1e-5)
+    assert torch.equal(cpu.argmax(-1), gpu.argmax(-1))
