@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator, Callable, Sequence
 from distillscope.errors import GatewayError
 from distillscope.gateway import responses
 from distillscope.gateway.batching import BatchingConfig, DynamicBatcher
-from distillscope.gateway.generation import (BackendInfo, Call, GeneratedChoice, GenerationOutput,
+from distillscope.gateway.generation import (BackendInfo, Call, GeneratedChoice, GenerationOutput, finite_logprob,
                                              GenerationRequest, Prompt, Reply, TokenLogprob,
                                              generation_request)
 from distillscope.gateway.schemas import ChatCompletionRequest, CompletionRequest
@@ -204,8 +204,8 @@ class LocalBackend(GeneratingBackend):
         if request.want_logprobs and gen.token_logprobs is not None:
             tops = gen.top_logprobs or [()] * len(ids)
             logprobs = tuple(
-                TokenLogprob(tid, self._text(tid), float(lp),
-                             tuple(TokenLogprob(int(a), self._text(int(a)), float(alp))
+                TokenLogprob(tid, self._text(tid), finite_logprob(lp),
+                             tuple(TokenLogprob(int(a), self._text(int(a)), finite_logprob(alp))
                                    for a, alp in list(top)[:request.logprobs]))
                 for tid, lp, top in zip(ids, gen.token_logprobs, tops))
         return GeneratedChoice(text=gen.text, finish_reason=gen.finish_reason, completion_tokens=len(ids),

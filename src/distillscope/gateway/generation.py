@@ -29,6 +29,17 @@ class Call:
     max_tokens: int
 
 
+# OpenAI's API reports impossible tokens as -9999.0: JSON has no -inf, and the distortion-free
+# (Gumbel) watermark makes every token but the chosen one impossible.
+LOGPROB_FLOOR = -9999.0
+
+
+def finite_logprob(value: float) -> float:
+    """A log-probability that JSON can carry: -inf (and NaN) become :data:`LOGPROB_FLOOR`."""
+    value = float(value)
+    return value if value >= LOGPROB_FLOOR else LOGPROB_FLOOR
+
+
 @dataclass(frozen=True)
 class TokenLogprob:
     token_id: int
