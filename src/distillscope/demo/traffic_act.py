@@ -49,7 +49,10 @@ def act(ctx: DemoContext) -> ActResult:
     guard = TrafficGuard(cal)
     replayed = ReplayedGuard(guard)
     log, labels = _population(ctx)
-    settings = load_settings(home=ctx.settings.home, database_url=f"sqlite:///{ctx.workdir / 'traffic-demo.sqlite'}")
+    db = ctx.workdir / "traffic-demo.sqlite"
+    for leftover in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        leftover.unlink(missing_ok=True)   # the act's own database, fresh on every run
+    settings = load_settings(home=ctx.settings.home, database_url=f"sqlite:///{db}")
     app = create_app(settings, backend=StubBackend(), guards=(replayed,), config=GatewayConfig(max_tokens_cap=64, default_max_tokens=16))
     with TestClient(app) as client:
         store = app.state.gateway.store
@@ -66,11 +69,17 @@ def act(ctx: DemoContext) -> ActResult:
 def _result(guard: Any, audit: list, labels: Any, sim_of: dict, summary: Any, n_rows: int) -> ActResult:
     kind = {a: (labels.label_strategy[s] if isinstance(labels.label_strategy[s], str) else labels.label_kind[s])
             for a, s in sim_of.items()}
-    rows = []
-    for e in sorted(audit, key=lambda e: e.ts):
+    rows: list[list[Any]] = []
+    for e in sorted(audit, key=lambda e: (e.ts, e.id)):   # one row per guard decision, accounts counted
         ev = e.evidence or {}
-        rows.append((e.target_id, kind.get(e.target_id, "?"), ev.get("scope", ""), e.new_state.value if e.new_state
-                     else "", f"{ev.get('score', 0):.1f}", ev.get("n_requests", ""), e.reason[:60]))
+        state = e.new_state.value if e.new_state else ""
+        key = (ev.get("scope", ""), state, f"{ev.get('score', 0):.1f}", ev.get("n_requests", ""))
+        if rows and tuple(rows[-1][2:6]) == key:
+            rows[-1][0] += 1
+            rows[-1][1].add(kind.get(e.target_id, "?"))
+            continue
+        rows.append([1, {kind.get(e.target_id, "?")}, *key, e.reason[:70]])
+    table = [(n, ",".join(sorted(k)), *rest) for n, k, *rest in rows]
     revoked = {e.target_id for e in audit if e.new_state is not None and e.new_state.value == "revoked"}
     hydra = {a for a, k in kind.items() if k == "hydra"}
     innocent = {e.target_id for e in audit} - hydra
@@ -87,6 +96,5 @@ def _result(guard: Any, audit: list, labels: Any, sim_of: dict, summary: Any, n_
         notes.append(f"campaign evidence: {cluster_ev.get('n_accounts')} linked accounts, pooled score "
                      f"{cluster_ev.get('score')} over {cluster_ev.get('n_requests')} requests; {feats}")
     return ActResult("Traffic guard: a hydra campaign is revoked mid-run (timeline from the audit table)",
-                     ("account", "truth", "scope", "state", "score", "requests", "reason"),
-                     tuple(rows[:12] + ([("...", f"{len(rows) - 12} more", "", "", "", "", "")]
-                                        if len(rows) > 12 else [])), tuple(notes))
+                     ("accounts", "truth", "scope", "state", "score", "requests", "reason"),
+                     tuple(table[:15]), tuple(notes))
