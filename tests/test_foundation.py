@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import click
 import pytest
 import typer
 
@@ -43,18 +42,38 @@ def test_cli_error_is_one_line(tmp_path, capsys):
     assert len([line for line in err.splitlines() if line.strip()]) == 1
 
 
-def _walk(cmd: click.Command, path=()):
+def _walk(cmd, path=()):
     yield path, cmd
-    if isinstance(cmd, click.Group):
-        for name, sub in cmd.commands.items():
-            yield from _walk(sub, path + (name,))
+    # typer's groups are not click.Group subclasses (typer vendors click): go by the attribute.
+    for name, sub in (getattr(cmd, "commands", None) or {}).items():
+        yield from _walk(sub, path + (name,))
 
 
 def test_every_command_has_help():
     root = typer.main.get_command(app)
-    for path, cmd in _walk(root):
+    walked = list(_walk(root))
+    assert len(walked) > 20  # the walk reaches the subcommands, not only the root
+    for path, cmd in walked:
         assert (cmd.help or "").strip(), f"command {' '.join(path) or '<root>'} has no help text"
         assert main([*path, "--help"]) == 0
+
+
+@pytest.mark.parametrize("argv", [["no-such-command"], ["watermark", "detect"], ["generate", "--no-such-flag", "x"]])
+def test_usage_errors_are_short_and_have_no_traceback(argv, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err and ("No such" in err or "Missing" in err)
+
+
+def test_cli_reference_is_current():
+    from pathlib import Path
+
+    from distillscope.cli.reference import render_reference
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+    assert doc.read_text() == render_reference(), \
+        "docs/cli.md is stale: run `python -m distillscope.cli.reference > docs/cli.md`"
 
 
 def test_error_tree_has_one_base():

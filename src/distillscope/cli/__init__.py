@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 
 from distillscope import __version__
@@ -64,6 +63,22 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
+def _click_types(name: str) -> tuple[type[BaseException], ...]:
+    """``name`` from click and from the copy of click that typer >= 0.20 vendors (both may be in use)."""
+    found = []
+    for module in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+_EXIT = _click_types("Exit") + (typer.Exit,)
+_ABORT = _click_types("Abort")
+_CLICK_ERROR = _click_types("ClickException")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point. Returns the exit code (also used by tests)."""
     try:
@@ -73,14 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         if code == 130:
             err_console.print("interrupted")
         return code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except _EXIT as exc:
+        return getattr(exc, "exit_code", 0)
+    except _ABORT:
         err_console.print("aborted")
         return 1
-    except click.ClickException as exc:
+    except _CLICK_ERROR as exc:  # usage errors: bad flags, missing arguments, unknown commands
         exc.show()
-        return exc.exit_code
+        return getattr(exc, "exit_code", 2)
     except DistillscopeError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
