@@ -69,11 +69,13 @@ def test_usage_errors_are_short_and_have_no_traceback(argv, capsys):
 def test_cli_reference_is_current():
     from pathlib import Path
 
-    from distillscope.cli.reference import render_reference
+    from distillscope.cli.reference import render_reference, render_settings_reference
 
-    doc = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
-    assert doc.read_text() == render_reference(), \
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    assert (docs / "cli.md").read_text() == render_reference(), \
         "docs/cli.md is stale: run `python -m distillscope.cli.reference > docs/cli.md`"
+    assert (docs / "configuration.md").read_text() == render_settings_reference(), \
+        "docs/configuration.md is stale: run `python -m distillscope.cli.reference --settings > docs/configuration.md`"
 
 
 def test_error_tree_has_one_base():
