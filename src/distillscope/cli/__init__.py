@@ -7,6 +7,7 @@ every :class:`~distillscope.errors.DistillscopeError` into one readable line and
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -81,6 +82,9 @@ _CLICK_ERROR = _click_types("ClickException")
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point. Returns the exit code (also used by tests)."""
+    # Our own rich bars report long work; transformers' tqdm bars (weight loading, shard writing)
+    # would interleave with them. Set before transformers is first imported by a command.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         rv = app(args=argv, prog_name="distillscope", standalone_mode=False)
         # Non-standalone typer returns the code of a typer.Exit, and Exit(130) for Ctrl-C / SIGTERM.
