@@ -1,9 +1,10 @@
 """The audit end to end on tiny models: all three access modes, the report, and bad input.
 
-A tiny watermarked teacher (``tiny:0``) answers 40 prompts; a tiny student is fine-tuned on those
-answers (the distiller), a control student on answers of an (``tiny:2``); ``tiny:3`` is the passive test's reference
-model. The suspect is audited as open weights, through a local OpenAI-compatible endpoint, and as a
-file of its texts.
+A tiny watermarked teacher (``tiny:0``) answers 12 prompts; a tiny student (``tiny:1``) is fine-tuned
+on those answers (the distiller); the control is an independent model (``tiny:2``) and ``tiny:3`` is
+the passive test's reference. The student is audited as open weights; the endpoint and texts modes
+are audited against a suspect that writes with our watermark, served over a local OpenAI-compatible
+endpoint and written to a file.
 """
 
 from __future__ import annotations
