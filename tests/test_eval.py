@@ -11,7 +11,7 @@ import torch
 from test_train_data import make_store, make_tokenizer
 
 from distillscope.cli import main
-from distillscope.distill.evaluate import evaluate
+from distillscope.distill.evaluation import evaluate
 from distillscope.distill.kd_data import read_store
 from distillscope.distill.tasks import CATEGORIES, TaskItem, builtin_tasks, score_answer
 

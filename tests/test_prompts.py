@@ -162,3 +162,19 @@ def test_cot_rate_controls_reasoning_requests():
 def test_bad_requests_raise_distill_error(call, match):
     with pytest.raises(DistillError, match=match):
         call()
+
+
+def test_prompt_generator_and_harvest_import_without_torch():
+    """The traffic simulator and `harvest` use these; they must not pay for torch/transformers/TRL."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from distillscope.distill import PromptGenerator, HarvestStore, harvest; "
+            "from distillscope.distill import train; "  # heavy names resolve lazily ...
+            "assert callable(train); print(sorted(m for m in ('torch', 'trl') if m in sys.modules))")
+    light = ("import sys; from distillscope.distill import PromptGenerator, HarvestStore, harvest; "
+             "print(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", light], capture_output=True, text=True,
+                          check=True).stdout.strip() == "[]"
+    assert "torch" in subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                     check=True).stdout  # ... and do load it when asked for

@@ -7,7 +7,7 @@ import json
 import pytest
 from test_train_data import make_store, make_tokenizer
 
-from distillscope.distill.train import DistillConfig, train
+from distillscope.distill.training import DistillConfig, train
 from distillscope.errors import ConfigError, DistillError, ModelError
 
 TINY = dict(hidden_size=32, layers=2, heads=2, batch_size=8, max_length=64, logging_steps=2,

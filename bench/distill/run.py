@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from distillscope.distill import PromptGenerator
-from distillscope.distill.evaluate import answer_scores
+from distillscope.distill.evaluation import answer_scores
 from distillscope.distill.kd_data import encode_prompt, load_records, prompt_messages, split_heldout
-from distillscope.distill.train import DistillConfig, train
+from distillscope.distill.training import DistillConfig, train
 from distillscope.settings import load_settings
 
 HELDOUT = 0.15

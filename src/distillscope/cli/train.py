@@ -1,4 +1,4 @@
-"""``distillscope train`` and ``distillscope eval``: thin wrappers over distill.train / distill.evaluate."""
+"""``distillscope train`` and ``distillscope eval``: thin wrappers over distill.training / distill.evaluation."""
 
 from __future__ import annotations
 
@@ -56,8 +56,8 @@ def train_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON here."),
 ) -> None:
     """Train a student on a harvest store by SFT or top-k knowledge distillation."""
-    from distillscope.distill.evaluate import format_parameters
-    from distillscope.distill.train import DistillConfig, train
+    from distillscope.distill.evaluation import format_parameters
+    from distillscope.distill.training import DistillConfig, train
 
     state(ctx)
     _quiet_transformers()
@@ -93,7 +93,7 @@ def eval_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here."),
 ) -> None:
     """Compare a student with its teacher: answer perplexity, top-1 agreement, task accuracy, cost."""
-    from distillscope.distill.evaluate import EvalReport, evaluate
+    from distillscope.distill.evaluation import EvalReport, evaluate
     from distillscope.distill.tasks import builtin_tasks
 
     settings = state(ctx).settings()

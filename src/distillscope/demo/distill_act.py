@@ -30,7 +30,7 @@ QUICK = dict(prompts=24, max_tokens=16, logprobs=5, student=dict(hidden_size=32,
 def train_student(store: str | Path, out: str | Path, *, quick: bool = False, progress: Any = None,
                   **fields: Any) -> Any:
     """Train a student on ``store`` into ``out`` with the demo's sizes (``fields`` override)."""
-    from distillscope.distill.train import DistillConfig, train
+    from distillscope.distill.training import DistillConfig, train
 
     plan = QUICK if quick else FULL
     base = dict(mode="kd", epochs=plan["epochs"], max_seconds=plan["train_seconds"], max_length=256,
@@ -111,7 +111,7 @@ def _harvest_in_process(ctx: DemoContext, prompts: list, store: Path, plan: dict
 
 def act(ctx: DemoContext) -> ActResult:
     from distillscope.distill import PromptGenerator
-    from distillscope.distill.evaluate import EvalReport, evaluate, format_parameters
+    from distillscope.distill.evaluation import EvalReport, evaluate, format_parameters
     from distillscope.distill.tasks import builtin_tasks
 
     plan = QUICK if ctx.quick else FULL

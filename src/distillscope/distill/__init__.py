@@ -12,15 +12,35 @@ Public names (other packages import only these):
   ``KD_LOSSES`` (:func:`topk_forward_kl`, :func:`topk_reverse_kl`, :func:`topk_jsd`)
 """
 
+from typing import Any
+
+# Light modules (no torch): the prompt generator and harvesting are used by the traffic simulator
+# and the harvest CLI, which must not pay for importing torch, transformers and TRL.
 from distillscope.distill.harvest import HarvestConfig, HarvestPlan, HarvestSummary, aharvest, harvest, plan_harvest
 from distillscope.distill.harvest_prompts import read_prompt_file
 from distillscope.distill.prompts import CATEGORIES, COT_SUFFIXES, TOPICS, PromptGenerator, PromptItem, Template
 from distillscope.distill.rotation import ROTATIONS
-from distillscope.distill.evaluate import EvalReport, ModelEval, evaluate
-from distillscope.distill.losses import KD_LOSSES, topk_forward_kl, topk_jsd, topk_reverse_kl
-from distillscope.distill.tasks import TaskItem, builtin_tasks
-from distillscope.distill.train import DistillConfig, DistillTrainer, TrainResult, train
 from distillscope.distill.store import HarvestError, HarvestRecord, HarvestStore, StoreStats, record_id
+from distillscope.distill.tasks import TaskItem, builtin_tasks
+
+# Heavy names (torch / transformers / TRL) load on first use (PEP 562).
+_LAZY = {
+    "DistillConfig": "training", "DistillTrainer": "training", "TrainResult": "training", "train": "training",
+    "EvalReport": "evaluation", "ModelEval": "evaluation", "evaluate": "evaluation",
+    "KD_LOSSES": "losses", "topk_forward_kl": "losses", "topk_reverse_kl": "losses", "topk_jsd": "losses",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CATEGORIES", "COT_SUFFIXES", "TOPICS", "PromptGenerator", "PromptItem", "Template",

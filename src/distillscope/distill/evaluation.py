@@ -1,7 +1,7 @@
 """Student versus teacher: held-out answer perplexity, top-1 agreement, task accuracy, cost.
 
 :func:`evaluate` scores every model on the same held-out teacher answers (the records that
-:func:`~distillscope.distill.train.train` kept out, chosen by a hash of their id):
+:func:`~distillscope.distill.training.train` kept out, chosen by a hash of their id):
 
 * **perplexity** of the teacher's answer tokens given the prompt (the teacher's own token ids
   when the model shares its tokenizer, otherwise the re-tokenised answer text);
