@@ -23,19 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from distillscope.errors import AuthError, ConfigError, DistillscopeError
 from distillscope.gateway.accounts import AccountInfo, AccountStore, KeyInfo, KeyState, Limits
+from distillscope.gateway.errors_http import error_body
 from distillscope.gateway.requestlog import RequestLog
 
 log = logging.getLogger(__name__)
 
 ADMIN_ACTOR = "admin-api"
 _STATUS_BY_CODE = {"admin_disabled": 403, "account_exists": 409, "account_revoked": 409, "key_revoked": 409}
-_TYPE_BY_STATUS = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                   404: "not_found_error", 409: "invalid_request_error", 500: "server_error"}
-
-
-def error_body(message: str, status: int, code: str | None, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": _TYPE_BY_STATUS.get(status, "invalid_request_error"),
-                      "param": param, "code": code}}
 
 
 def _status_for(exc: DistillscopeError) -> int:
@@ -63,12 +57,13 @@ class _AdminRoute(APIRoute):
             except DistillscopeError as exc:
                 status = _status_for(exc)
                 headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-                return JSONResponse(error_body(str(exc), status, exc.code), status_code=status, headers=headers)
+                return JSONResponse(error_body(str(exc), status=status, code=exc.code), status_code=status,
+                                    headers=headers)
             except RequestValidationError as exc:
                 first = exc.errors()[0] if exc.errors() else {}
                 param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
                 return JSONResponse(error_body(f"invalid request: {param or 'body'}: {first.get('msg', 'invalid')}",
-                                               400, "invalid_request", param), status_code=400)
+                                               status=400, code="invalid_request", param=param), status_code=400)
         return route
 
 
