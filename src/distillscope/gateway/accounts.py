@@ -246,11 +246,9 @@ class AccountStore:
         with self._locked() as conn:
             row = _account_row(conn, account, for_update=True)
             old = KeyState(row.state)
-            if only_escalate and state.severity <= old.severity:
+            if not _transition_allowed(old, state, only_escalate, f"account {row.account_id}",
+                                       hint="create a new account instead", code="account_revoked"):
                 return False
-            if old is KeyState.REVOKED and state is not KeyState.REVOKED:
-                raise GatewayError(f"account {row.account_id} is revoked and cannot become {state.value}",
-                                   hint="create a new account instead", code="account_revoked")
             now = utcnow()
             conn.execute(t_accounts.update().where(t_accounts.c.account_id == row.account_id)
                          .values(state=state.value, updated_at=now))
@@ -288,11 +286,9 @@ class AccountStore:
         with self._locked() as conn:
             row = _key_row(conn, key_id, for_update=True)
             old = KeyState(row.state)
-            if only_escalate and state.severity <= old.severity:
+            if not _transition_allowed(old, state, only_escalate, f"API key {key_id}",
+                                       hint="create or rotate to a new key", code="key_revoked"):
                 return False
-            if old is KeyState.REVOKED and state is not KeyState.REVOKED:
-                raise GatewayError(f"API key {key_id} is revoked and cannot become {state.value}",
-                                   hint="create or rotate to a new key", code="key_revoked")
             now = utcnow()
             conn.execute(t_keys.update().where(t_keys.c.key_id == row.key_id).values(
                 state=state.value, revoked_at=now if state is KeyState.REVOKED else None))
@@ -368,6 +364,17 @@ class AccountStore:
 
 
 # -- row helpers ------------------------------------------------------------------------------
+
+def _transition_allowed(old: KeyState, new: KeyState, only_escalate: bool, what: str, *,
+                        hint: str, code: str) -> bool:
+    """The one state-transition rule for keys and accounts: revoked is final; with
+    ``only_escalate`` a change that is not stricter is skipped (returns False)."""
+    if only_escalate and new.severity <= old.severity:
+        return False
+    if old is KeyState.REVOKED and new is not KeyState.REVOKED:
+        raise GatewayError(f"{what} is revoked and cannot become {new.value}", hint=hint, code=code)
+    return True
+
 def _require_reason(reason: str) -> None:
     if not isinstance(reason, str) or not reason.strip():
         raise ConfigError("a reason is required for every enforcement change",
