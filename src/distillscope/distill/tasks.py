@@ -2,7 +2,8 @@
 
 Four categories, generated deterministically from a seed: arithmetic, unit conversion,
 capitals and simple logic (120 items by default). Each item has a prompt that asks for a short
-answer and the accepted answers; :func:`score_answer` decides whether a model's reply is right.
+answer and the accepted answers; :func:`score_answer` extracts one final answer from a model's
+reply and compares it exactly (a reply that lists several candidates scores nothing).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 CATEGORIES = ("arithmetic", "units", "capitals", "logic")
 
@@ -30,13 +32,34 @@ _UNITS = (  # (from unit, to unit, factor)
 )
 
 
+KINDS = ("yesno", "number", "choice", "short")
+
+
 @dataclass(frozen=True)
 class TaskItem:
-    """One question with its accepted answers (compared case- and punctuation-insensitively)."""
+    """One question with its accepted answers and how a reply is scored (see :func:`score_answer`).
+
+    kind: "yesno", "number", "choice" (the answer is one of ``options``) or "short" (a name);
+    empty: inferred from the answers (yes/no, all numeric, else short). options: the choices a
+    "choice" question offers.
+    """
 
     category: str
     prompt: str
     answers: tuple[str, ...]
+    kind: str = ""
+    options: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.answers:
+            raise ValueError(f"task {self.prompt!r} has no accepted answer")
+        kind = self.kind or ("choice" if self.options else "yesno" if self.answers[0] in ("yes", "no")
+                             else "number" if all(_number(a) is not None for a in self.answers) else "short")
+        if kind not in KINDS:
+            raise ValueError(f"unknown task kind {kind!r}; use one of {', '.join(KINDS)}")
+        if kind == "choice" and not self.options:
+            raise ValueError(f"the choice task {self.prompt!r} lists no options")
+        object.__setattr__(self, "kind", kind)
 
 
 def _arithmetic(rng: random.Random, n: int) -> list[TaskItem]:
@@ -78,7 +101,7 @@ def _logic(rng: random.Random, n: int) -> list[TaskItem]:
             items.append(TaskItem("logic", f"Is {a} greater than {b}? Answer yes or no.", ("yes" if a > b else "no",)))
         elif kind == 1:
             items.append(TaskItem("logic", f"Which is larger, {a} or {b}? Answer with just the number.",
-                                  (str(max(a, b)),)))
+                                  (str(max(a, b)),), kind="choice", options=(str(a), str(b))))
         elif kind == 2:
             items.append(TaskItem("logic", f"Is {a} an even number? Answer yes or no.",
                                   ("yes" if a % 2 == 0 else "no",)))
@@ -99,19 +122,99 @@ def builtin_tasks(per_category: int = 30, seed: int = 0) -> tuple[TaskItem, ...]
                  + _logic(rng, per_category))
 
 
+# --- scoring: extract one final answer from a reply, then compare it exactly -------------------------
+
+_MARKER = re.compile(r"\b(?:final answer|answer)\s*(?:is|:)|=|####")
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w]|\.\d)")
+_YESNO = re.compile(r"\b(yes|no)\b")
+_FILLER = re.compile(r"^(?:so |thus )?(?:it is|it s|that is|the capital(?: city)?(?: of .+?)? is)\s+")
+_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
+
+
+def _number(text: str) -> Decimal | None:
+    """``text`` as a number when it is one (digits, optional thousands commas and decimals), else None."""
+    if not re.fullmatch(r"\d[\d,]*(?:\.\d+)?", text.strip()):
+        return None
+    try:
+        return Decimal(text.strip().replace(",", ""))
+    except InvalidOperation:
+        return None
+
+
+def _final_segment(reply: str) -> str:
+    """The text after the last answer marker ("answer is", "answer:", "=", "####"), else the whole reply."""
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", reply.lower())   # 3,000 -> 3000
+    markers = list(_MARKER.finditer(text))
+    return text[markers[-1].end():] if markers else text
+
+
+def _numbers(text: str) -> list[Decimal]:
+    out: list[Decimal] = []
+    for match in _NUMBER.finditer(text):
+        value = _number(match.group())
+        if value is not None and value not in out:
+            out.append(value)
+    return out
+
+
+def extract_number(reply: str, question: str = "") -> Decimal | None:
+    """The reply's numeric answer, or None when it has none or several.
+
+    In the final segment (see :func:`_final_segment`): one distinct number is the answer; with
+    several, numbers that restate the question are dropped and exactly one new number must stay
+    (when all of them restate the question, the last one is the answer, as in "50 - 25 = 25").
+    """
+    found = _numbers(_final_segment(reply))
+    if len(found) <= 1:
+        return found[0] if found else None
+    asked = set(_numbers(question.lower()))
+    new = [v for v in found if v not in asked]
+    if not new:
+        return found[-1]
+    return new[0] if len(new) == 1 else None
+
+
 def _normalise(text: str) -> str:
-    text = re.sub(r"(?<=\d),(?=\d{3})", "", text.lower())   # 3,000 -> 3000
-    return " ".join(re.sub(r"[^a-z0-9.\- ]+", " ", text).replace(". ", " ").split()).rstrip(".")
+    """SQuAD-style: lower case, punctuation and articles dropped, whitespace collapsed."""
+    text = re.sub(r"[^a-z0-9 ]+", " ", text.lower())
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def _short_answer(reply: str) -> str:
+    """The first non-empty line's final segment, normalised, without a leading "it is" / "the capital of X is"."""
+    line = next((ln for ln in reply.splitlines() if ln.strip()), "")
+    return _FILLER.sub("", " ".join(re.sub(r"[^a-z0-9 ]+", " ", _final_segment(line)).split()), count=1)
 
 
 def score_answer(item: TaskItem, reply: str) -> bool:
-    """Whether ``reply`` answers ``item``: for yes/no questions the first yes/no word decides;
-    otherwise an accepted answer must appear as a whole word (number or name) in the reply."""
-    words = _normalise(reply)
-    if item.answers[0] in ("yes", "no"):
-        first = re.search(r"\b(yes|no)\b", words)
-        return bool(first) and first.group(1) == item.answers[0]
-    for answer in item.answers:
-        if re.search(rf"(?<![\w.]){re.escape(_normalise(answer))}(?![\w]|\.\d)", words):
-            return True
-    return False
+    """Whether ``reply`` answers ``item``; strict, one final answer must be extractable.
+
+    * yesno: the final segment contains "yes" or "no" but not both, and it is the answer;
+    * number: :func:`extract_number` equals an accepted answer numerically (3,000 = 3000, 7.5 != 7);
+    * choice: exactly one of the item's options is mentioned in the final segment, and it is right;
+    * short: the first line (after an answer marker and a leading "it is" / "the capital of X is")
+      equals an accepted answer after normalisation (case, punctuation, articles, spaces).
+
+    The final segment is the text after the last answer marker ("answer is", "answer:", "=", "####"),
+    else the whole reply. A reply that lists several candidates therefore scores nothing.
+    """
+    if item.kind == "yesno":
+        said = set(_YESNO.findall(_final_segment(reply)))
+        return said == {item.answers[0]}
+    if item.kind == "number":
+        value = extract_number(reply, item.prompt)
+        return value is not None and any(value == _number(a) for a in item.answers)
+    if item.kind == "choice":
+        segment = _final_segment(reply)
+        numbers = set(_numbers(segment))
+        words = _normalise(segment).split()
+        named = {o for o in item.options
+                 if (_number(o) in numbers if _number(o) is not None else _contains(words, _normalise(o)))}
+        return len(named) == 1 and named.pop() in item.answers
+    answer = _normalise(_short_answer(reply))
+    return any(answer == _normalise(a) for a in item.answers)
+
+
+def _contains(words: list[str], phrase: str) -> bool:
+    target = phrase.split()
+    return bool(target) and any(words[i:i + len(target)] == target for i in range(len(words) - len(target) + 1))
