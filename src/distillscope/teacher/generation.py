@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from distillscope.errors import ConfigError
 
@@ -64,6 +64,9 @@ class SamplingParams:
 class Generation:
     """One answer. ``token_ids`` exclude the end-of-sequence token and anything from a stop string on.
 
+    finish_reason: "stop" (end of sequence or a stop string), "length" (max_new_tokens), or
+    "cancelled" (an ``on_token`` callback asked to stop; the tokens up to that one are kept).
+
     token_logprobs[i]: logprob of token_ids[i]; top_logprobs[i]: the ``params.logprobs`` best
     (token_id, logprob) pairs at that step (empty tuples when logprobs=0). Both come from the
     log_softmax of the watermarked logits at temperature 1.
@@ -106,6 +109,13 @@ def make_recorder(k: int):
                 self.top.append((top.indices.cpu(), top.values.cpu()))
             return scores
 
+        def step(self, tokens):
+            """This step's logprobs of ``tokens`` [batch] and its top-k (ids, values) or None."""
+            if self._last is None:
+                return [float("nan")] * len(tokens), None
+            chosen = self._last.gather(1, tokens.to(self._last.device).unsqueeze(1)).squeeze(1).tolist()
+            return chosen, (self.top[-1] if self.k and self.top else None)
+
         def finish(self, last_tokens) -> None:
             if self._last is not None:
                 self.chosen.append(self._last.gather(1, last_tokens.unsqueeze(1)).squeeze(1).cpu())
@@ -128,3 +138,66 @@ def make_stop_criteria(tokenizer: Any, stops: Sequence[str], prompt_len: int):
             return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
     return StopOnStrings()
+
+
+@dataclass(frozen=True)
+class TokenStep:
+    """One generated token, handed to ``Teacher.generate(on_token=...)`` as soon as it is sampled.
+
+    index: the prompt's position in the caller's list; position: the token's position in the
+    answer (0-based); logprob and top: as in :class:`Generation` (watermarked logits at
+    temperature 1; ``top`` is empty when ``params.logprobs`` is 0). End-of-sequence tokens are
+    not handed over; the tokens of a stop string are (the final :class:`Generation` cuts them).
+    """
+
+    index: int
+    position: int
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+
+
+def make_token_hook(on_token: Callable[[TokenStep], bool | None], indices: Sequence[int], eos_ids: Sequence[int],
+                    recorder: Any, inner: Any = None):
+    """A stopping criterion that hands every new token to ``on_token`` (row ``r`` is prompt ``indices[r]``).
+
+    It runs right after each sampling step, inside ``model.generate``: the callback sees tokens
+    while the answer is still being generated. A callback that returns ``False`` stops its row
+    (the other rows of the batch go on). ``inner``: the stop-string criterion, whose verdict it
+    combines with its own, so rows that are finished get no further (padding) tokens.
+    """
+    import torch
+
+    _, StoppingCriteria = _processor_base()
+    eos = set(eos_ids)
+
+    class TokenHook(StoppingCriteria):
+        def __init__(self) -> None:
+            self.done = [False] * len(indices)
+            self.emitted = [0] * len(indices)
+            self.cancelled = [False] * len(indices)
+
+        def __call__(self, input_ids, scores, **kwargs):
+            if inner is not None:
+                stop = inner(input_ids, scores)
+            else:
+                stop = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            tokens = input_ids[:, -1]
+            chosen, top = recorder.step(tokens)
+            stopped, cancel = stop.tolist(), [False] * len(indices)
+            for row, token in enumerate(tokens.tolist()):
+                if self.done[row]:
+                    continue
+                if token in eos:
+                    self.done[row] = True
+                    continue
+                pairs = tuple(zip(top[0][row].tolist(), top[1][row].tolist())) if top is not None else ()
+                keep = on_token(TokenStep(indices[row], self.emitted[row], token, float(chosen[row]), pairs))
+                self.emitted[row] += 1
+                if keep is False:
+                    self.done[row] = self.cancelled[row] = cancel[row] = True
+                elif stopped[row]:
+                    self.done[row] = True
+            return stop | torch.tensor(cancel, dtype=torch.bool, device=input_ids.device)
+
+    return TokenHook()

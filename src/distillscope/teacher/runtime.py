@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import nullcontext
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from distillscope.errors import InputDataError
 from distillscope.progress import Progress, ensure_progress
-from distillscope.teacher.generation import Generation, SamplingParams, make_recorder, make_stop_criteria
+from distillscope.teacher.generation import (Generation, SamplingParams, TokenStep, make_recorder, make_stop_criteria,
+                                             make_token_hook)
 from distillscope.teacher.model import LoadedModel
 from distillscope.teacher.prompting import encode_prompt
 
@@ -74,8 +75,15 @@ class Teacher:
 
     def generate(self, prompts: Sequence[str | Sequence[dict[str, str]]], params: SamplingParams | None = None, *,
                  watermark: bool = True, batch_size: int = 8, chat: bool | None = None,
-                 progress: Progress | None = None) -> list[Generation]:
-        """Answer every prompt. ``watermark`` applies the teacher's scheme (if it has one)."""
+                 progress: Progress | None = None,
+                 on_token: Callable[[TokenStep], bool | None] | None = None) -> list[Generation]:
+        """Answer every prompt. ``watermark`` applies the teacher's scheme (if it has one).
+
+        ``on_token`` (optional) is called in this thread with each :class:`TokenStep` as soon as it
+        is sampled, for streaming; returning ``False`` stops that prompt's answer (finish_reason
+        "cancelled"). It never changes what is sampled: the same seed gives the same answer with or
+        without it.
+        """
         import torch
 
         params = params or SamplingParams()
@@ -98,7 +106,7 @@ class Teacher:
                 torch.manual_seed(params.seed)
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
-                batch = self._generate_batch([encoded[i] for i in idx], params, use_wm)
+                batch = self._generate_batch([encoded[i] for i in idx], params, use_wm, idx, on_token)
                 for i, gen in zip(idx, batch):
                     results[i] = gen
                     n_tokens += gen.n_tokens
@@ -108,7 +116,9 @@ class Teacher:
                     len(encoded), seconds, n_tokens / max(seconds, 1e-9), use_wm)
         return results  # type: ignore[return-value]
 
-    def _generate_batch(self, batch: list[list[int]], params: SamplingParams, use_wm: bool) -> list[Generation]:
+    def _generate_batch(self, batch: list[list[int]], params: SamplingParams, use_wm: bool,
+                        indices: Sequence[int] = (), on_token: Callable[[TokenStep], bool | None] | None = None,
+                        ) -> list[Generation]:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -118,8 +128,11 @@ class Teacher:
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], dtype=torch.long)
         recorder = make_recorder(params.logprobs)
         processors = [self._watermark_processor(params)] if use_wm else []
-        stopping = StoppingCriteriaList([make_stop_criteria(self.loaded.tokenizer, params.stop, width)]
-                                        if params.stop else [])
+        stop = make_stop_criteria(self.loaded.tokenizer, params.stop, width) if params.stop else None
+        hook = None
+        if on_token is not None:
+            hook = make_token_hook(on_token, list(indices), self._eos_ids(), recorder, inner=stop)
+        stopping = StoppingCriteriaList([hook] if hook is not None else [stop] if stop is not None else [])
         device = self.loaded.model.device
         with torch.inference_mode():
             out = self.loaded.model.generate(
@@ -129,9 +142,21 @@ class Teacher:
         new = out.sequences[:, width:].cpu()
         recorder.finish(out.sequences[:, -1])
         chosen = torch.stack(recorder.chosen, dim=1) if recorder.chosen else torch.zeros((len(batch), 0))
-        return [self._finish(batch[row], new[row].tolist(), chosen[row].tolist(),
-                             [(ids[row].tolist(), vals[row].tolist()) for ids, vals in recorder.top], params)
-                for row in range(len(batch))]
+        out = [self._finish(batch[row], new[row].tolist(), chosen[row].tolist(),
+                            [(ids[row].tolist(), vals[row].tolist()) for ids, vals in recorder.top], params)
+               for row in range(len(batch))]
+        if hook is not None:
+            out = [self._cancelled(gen, hook.emitted[row]) if hook.cancelled[row] else gen
+                   for row, gen in enumerate(out)]
+        return out
+
+    def _cancelled(self, gen: Generation, n_tokens: int) -> Generation:
+        """An answer whose ``on_token`` callback stopped it: the tokens it was handed, "cancelled"."""
+        tokens = gen.token_ids[:n_tokens]
+        return Generation(prompt_ids=gen.prompt_ids, token_ids=tokens,
+                          text=self.loaded.tokenizer.decode(list(tokens), skip_special_tokens=True),
+                          finish_reason="cancelled", token_logprobs=gen.token_logprobs[:n_tokens],
+                          top_logprobs=gen.top_logprobs[:n_tokens])
 
     def _finish(self, prompt_ids: list[int], tokens: list[int], logprobs: list[float],
                 top: list[tuple[list[int], list[float]]], params: SamplingParams) -> Generation:
