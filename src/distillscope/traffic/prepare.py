@@ -22,20 +22,20 @@ e0 .. e15       unit topic embedding of the ask (hashed, IDF-weighted, template 
 from __future__ import annotations
 
 import logging
-import math
 import re
 import zlib
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from scipy.sparse import coo_matrix
 
 from distillscope.progress import Progress, ensure_progress
 from distillscope.traffic.schema import RequestLogTable
 from distillscope.traffic.templates import (TemplateConfig, cluster_templates, content_words, last_user_text,
-                                            mask)
+                                            mask_array)
+from distillscope.traffic.text_kernels import map_strings, replace_at
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ _STOP = frozenset("""the and for are but not you your with this that from have h
 should what which who whom when where why how all any each few more most other some such only own same than too
 very just about into over under again then once here there does did doing its it's they them their our ours
 please give tell write make explain using use also like want need know get one two three""".split())
+_STOP_ARRAY = pa.array(sorted(_STOP))
 
 
 @dataclass(frozen=True)
@@ -75,61 +76,118 @@ def _subnet(ip: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.replace_substring_regex(v4, r"^([0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f]*):.*$", r"\1")
 
 
-def _word_vectors(words: set[str]) -> dict[str, np.ndarray]:
-    out = {}
-    for w in words:
-        h = zlib.crc32(w.encode())
-        out[w] = np.array([1.0 if (h >> b) & 1 else -1.0 for b in range(EMBED_DIM)], dtype=np.float32)
-    return out
+def _word_vectors(words: list[str]) -> np.ndarray:
+    """+-1 vector per word from the bits of its CRC-32 (len(words) x EMBED_DIM, float64)."""
+    h = np.fromiter((zlib.crc32(w.encode()) for w in words), dtype=np.int64, count=len(words))
+    bits = (h[:, None] >> np.arange(EMBED_DIM)[None, :]) & 1
+    return np.where(bits == 1, 1.0, -1.0)
 
 
-def _topic_features(asks: list[str], clusters: np.ndarray, config: PrepareConfig
+def _content_words_ascii(asks: pa.Array) -> pa.ListArray:
+    """:func:`content_words` of ASCII strings: runs of ``[a-z'-]`` from their first letter, >= 3 long."""
+    runs = pc.split_pattern_regex(pc.ascii_lower(asks), r"[^a-z'-]+")
+    flat = pc.utf8_ltrim(pc.list_flatten(runs), "'-")
+    lengths = pc.list_value_length(runs).to_numpy(zero_copy_only=False).astype(np.int64)
+    ids = np.repeat(np.arange(len(asks)), lengths)
+    keep = pc.greater_equal(pc.binary_length(flat), 3)
+    kept = flat.filter(keep)
+    counts = np.bincount(ids[keep.to_numpy(zero_copy_only=False)], minlength=len(asks))
+    return pa.ListArray.from_arrays(pa.array(np.r_[0, np.cumsum(counts)].astype(np.int32)), kept)
+
+
+def _ask_words(asks: pa.Array, vocabulary: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct non-stop content words of each ask in order of first use: (ask index, word id).
+
+    ``vocabulary`` maps words to ids and grows as new words appear.
+    """
+    words = map_strings(asks, _content_words_ascii, content_words, pa.list_(pa.string()))
+    lengths = pc.list_value_length(words).to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = pc.list_flatten(words)
+    ask = np.repeat(np.arange(len(asks), dtype=np.int64), lengths)
+    keep = pc.invert(pc.is_in(flat, value_set=_STOP_ARRAY)).to_numpy(zero_copy_only=False)
+    enc = pc.dictionary_encode(flat.filter(pa.array(keep)))
+    local_ids = np.array([vocabulary.setdefault(w, len(vocabulary)) for w in enc.dictionary.to_pylist()],
+                         dtype=np.int64)
+    word = local_ids[enc.indices.to_numpy(zero_copy_only=False)] if len(enc.indices) else np.zeros(0, np.int64)
+    ask = ask[keep]
+    _, first = np.unique(ask * (len(vocabulary) + 1) + word, return_index=True)
+    first.sort()
+    return ask[first], word[first]
+
+
+def _topic_features(asks: pa.Array, clusters: np.ndarray, config: PrepareConfig, *, batch: int = 200_000
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Topic embedding (n x EMBED_DIM, NaN when no content words) and topic token per distinct ask."""
+    """Topic embedding (n x EMBED_DIM, NaN when no content words) and topic token per distinct ask.
+
+    Words of an ask count once. A word is dropped when generic (in more than ``common_df`` of
+    all asks, once there are 200) or a frame word of the ask's template cluster; the embedding
+    is the IDF-weighted sum of the kept words' hashed vectors, normalised; the topic is the kept
+    word of highest weight (the first one used in the ask on ties).
+    """
     n = len(asks)
-    words = [[w for w in content_words(a) if w not in _STOP] for a in asks]
-    df: Counter[str] = Counter()
-    for ws in words:
-        df.update(set(ws))
-    per_cluster: dict[int, Counter[str]] = {}
-    sizes = Counter(clusters.tolist())
-    for ws, c in zip(words, clusters.tolist()):
-        if sizes[c] >= config.frame_min_texts:
-            per_cluster.setdefault(c, Counter()).update(set(ws))
-    common = {w for w, k in df.items() if n >= 200 and k / n > config.common_df}
-    vectors = _word_vectors(set(df))
+    vocabulary: dict[str, int] = {}
+    parts = [_ask_words(asks.slice(lo, batch), vocabulary) for lo in range(0, n, batch)]
+    ask = np.concatenate([p[0] + lo for p, lo in zip(parts, range(0, n, batch))]) if parts else np.zeros(0, np.int64)
+    word = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
+    n_words = len(vocabulary)
+    df = np.bincount(word, minlength=n_words)
+    sizes = np.bincount(clusters, minlength=1)
+    size = sizes[clusters[ask]]
+    framed = size >= config.frame_min_texts
+    frame_word = np.zeros(len(ask), dtype=bool)
+    if framed.any():
+        _, inverse, counts = np.unique(clusters[ask[framed]] * (n_words + 1) + word[framed], return_inverse=True,
+                                       return_counts=True)
+        frame_word[framed] = counts[inverse.ravel()] / size[framed] > config.frame_df
+    common = (df / max(n, 1) > config.common_df) if n >= 200 else np.zeros(n_words, dtype=bool)
+    kept = ~common[word] & ~frame_word
+    ask, word = ask[kept], word[kept]
+    weights = np.log((1 + n) / (1 + df[word])).astype(np.float32)
+    vectors = _word_vectors(list(vocabulary))
     emb = np.full((n, EMBED_DIM), np.nan, dtype=np.float32)
     topic = np.full(n, -1, dtype=np.int64)
-    for i, (ws, c) in enumerate(zip(words, clusters.tolist())):
-        frame = per_cluster.get(c)
-        kept = [w for w in set(ws) if w not in common
-                and not (frame is not None and frame[w] / sizes[c] > config.frame_df)]
-        if not kept:
-            continue
-        weights = np.array([math.log((1 + n) / (1 + df[w])) for w in kept], dtype=np.float32)
-        v = (weights[:, None] * np.stack([vectors[w] for w in kept])).sum(axis=0)
-        norm = float(np.linalg.norm(v))
-        if norm > 0:
-            emb[i] = v / norm
-        topic[i] = zlib.crc32(kept[int(np.argmax(weights))].encode())
+    if len(ask) == 0:
+        return emb, topic
+    sums = coo_matrix((weights.astype(np.float64), (ask, word)), shape=(n, n_words)).tocsr() @ vectors
+    norms = np.linalg.norm(sums, axis=1)
+    has = np.zeros(n, dtype=bool)
+    has[ask] = True
+    good = has & (norms > 0)
+    emb[good] = (sums[good] / norms[good, None]).astype(np.float32)
+    order = np.lexsort((np.arange(len(ask)), -weights, ask))
+    lead = order[np.r_[True, ask[order][1:] != ask[order][:-1]]]
+    crc = np.fromiter((zlib.crc32(w.encode()) for w in vocabulary), dtype=np.int64, count=n_words)
+    topic[ask[lead]] = crc[word[lead]]
     return emb, topic
+
+
+def _asks_of(prompts: pa.Array) -> pa.Array:
+    """:func:`last_user_text` of each prompt (JSON chats are parsed; other prompts are the ask)."""
+    chat = pc.and_(pc.starts_with(prompts, "["), pc.ends_with(prompts, "]")).to_numpy(zero_copy_only=False)
+    idx = np.flatnonzero(chat)
+    return replace_at(prompts, idx, [last_user_text(p) for p in prompts.take(pa.array(idx)).to_pylist()])
+
+
+def _cot(asks: pa.Array) -> np.ndarray:
+    flags = map_strings(asks, lambda a: pc.match_substring_regex(a, COT_PATTERN.pattern, ignore_case=True),
+                        lambda s: COT_PATTERN.search(s) is not None, pa.bool_())
+    return flags.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _text_columns(prompts: pa.ChunkedArray, config: PrepareConfig, progress: Progress) -> dict[str, pa.Array]:
     encoded = pc.dictionary_encode(prompts).combine_chunks()
-    uniq = encoded.dictionary.to_pylist()
+    uniq = encoded.dictionary
     valid = ~np.asarray(encoded.indices.is_null().to_numpy(zero_copy_only=False))
     idx = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    logger.info("text columns: %d rows, %d distinct prompts", len(idx), len(uniq))
     with progress.task("template clusters (MinHash/LSH)", total=3) as task:
-        asks = [last_user_text(p) for p in uniq]
-        masked = [mask(a) for a in asks]
-        masked_enc = pc.dictionary_encode(pa.array(masked))
-        distinct_masked = masked_enc.dictionary.to_pylist()
+        asks = _asks_of(uniq)
+        masked_enc = pc.dictionary_encode(mask_array(asks))
         task.advance()
-        labels = cluster_templates(distinct_masked, config.templates)
-        per_prompt_cluster = labels[masked_enc.indices.to_numpy()] if uniq else np.zeros(0, np.int64)
+        labels = cluster_templates(masked_enc.dictionary, config.templates)
+        per_prompt_cluster = labels[masked_enc.indices.to_numpy()] if len(uniq) else np.zeros(0, np.int64)
         task.advance()
-        cot = np.array([1 if COT_PATTERN.search(a) else 0 for a in asks], dtype=np.int64)
+        cot = _cot(asks)
         emb, topic = _topic_features(asks, per_prompt_cluster, config)
         task.advance()
     mask_null = pa.array(~valid)
