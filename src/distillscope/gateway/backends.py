@@ -26,7 +26,7 @@ from distillscope.settings import Settings
 logger = logging.getLogger(__name__)
 
 
-def _chat_prompt(req: ChatCompletionRequest) -> Prompt:
+def chat_prompt(req: ChatCompletionRequest) -> Prompt:
     return tuple({"role": m.role, "content": m.text()} for m in req.messages)
 
 
@@ -51,7 +51,7 @@ class GeneratingBackend:
 
     async def _outputs(self, call: Call) -> list[GenerationOutput]:
         if isinstance(call.request, ChatCompletionRequest):
-            return [await self.generate(generation_request(call, _chat_prompt(call.request)))]
+            return [await self.generate(generation_request(call, chat_prompt(call.request)))]
         assert isinstance(call.request, CompletionRequest)
         return list(await asyncio.gather(*(self.generate(generation_request(call, p))
                                            for p in call.request.prompts())))
@@ -161,10 +161,37 @@ class LocalBackend(GeneratingBackend):
     async def close(self) -> None:
         await self.batcher.close()
 
-    def _run_batch(self, prompts: list[Any], params: Any) -> list[Any]:
-        return self.teacher.generate(prompts, params, watermark=True, batch_size=len(prompts))
+    def _run_batch(self, prompts: list[Any], params: Any, sinks: list[Any] | None = None) -> list[Any]:
+        if sinks is None:
+            return self.teacher.generate(prompts, params, watermark=True, batch_size=len(prompts))
 
-    def _params(self, req: GenerationRequest, seed: int | None) -> Any:
+        def on_token(step: Any) -> bool | None:
+            sink = sinks[step.index]
+            return None if sink is None else sink(step)
+
+        return self.teacher.generate(prompts, params, watermark=True, batch_size=len(prompts), on_token=on_token)
+
+    def stream(self, call: Call) -> AsyncIterator[dict[str, Any] | Reply]:
+        """Chunks as the tokens are generated (see :mod:`.streaming`), then the :class:`Reply`."""
+        from distillscope.gateway.streaming import LiveStream
+
+        return LiveStream(self, call).chunks()
+
+    def releaser(self, stops: tuple[str, ...]) -> Any:
+        from distillscope.gateway.streaming import TextReleaser
+
+        return TextReleaser(lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True), stops,
+                            hold_whitespace=bool(getattr(self.tokenizer, "clean_up_tokenization_spaces", False)))
+
+    def token_logprob(self, step: Any, request: GenerationRequest) -> TokenLogprob | None:
+        from distillscope.gateway.streaming import step_logprob
+
+        return step_logprob(self._text, step, request)
+
+    def reply(self, outs: list[GenerationOutput]) -> Reply:
+        return self._reply(outs, None)
+
+    def sampling_params(self, req: GenerationRequest, seed: int | None) -> Any:
         from distillscope.teacher import SamplingParams
 
         k = max(req.logprobs, 1 if req.want_logprobs else 0)
@@ -172,7 +199,8 @@ class LocalBackend(GeneratingBackend):
         return SamplingParams(max_new_tokens=req.max_tokens, temperature=req.temperature, top_p=req.top_p,
                               top_k=top_k, seed=seed, stop=req.stop, logprobs=k)
 
-    async def generate(self, request: GenerationRequest) -> GenerationOutput:
+    async def prompt_ids(self, request: GenerationRequest) -> list[int]:
+        """The prompt's token ids; GatewayError when prompt + max_tokens overflow the context."""
         prompt = list(request.prompt) if isinstance(request.prompt, tuple) else request.prompt
         prompt_ids = await asyncio.to_thread(self.teacher.encode_prompt, prompt)
         if self.context_length and len(prompt_ids) + request.max_tokens > self.context_length:
@@ -180,12 +208,17 @@ class LocalBackend(GeneratingBackend):
                 f"this model's context is {self.context_length} tokens; the prompt has {len(prompt_ids)} "
                 f"and max_tokens asks for {request.max_tokens} more",
                 hint="shorten the prompt or lower max_tokens", code="context_length_exceeded")
+        return prompt_ids
+
+    async def generate(self, request: GenerationRequest) -> GenerationOutput:
+        prompt = list(request.prompt) if isinstance(request.prompt, tuple) else request.prompt
+        prompt_ids = await self.prompt_ids(request)
         jobs = []
         for j in range(request.n):
             seed = None if request.seed is None else request.seed + j
-            jobs.append(self.batcher.submit(prompt, self._params(request, seed), alone=seed is not None))
+            jobs.append(self.batcher.submit(prompt, self.sampling_params(request, seed), alone=seed is not None))
         generations = await asyncio.gather(*jobs)
-        choices = tuple(self._choice(g, request) for g in generations)
+        choices = tuple(self.choice(g, request) for g in generations)
         text = prompt if isinstance(prompt, str) else ""
         return GenerationOutput(choices=choices, prompt_tokens=len(prompt_ids), prompt_text=text,
                                 watermark_key_id=self.key_id, system_fingerprint=self.fingerprint)
@@ -197,7 +230,7 @@ class LocalBackend(GeneratingBackend):
             self._token_text[token_id] = text
         return text
 
-    def _choice(self, gen: Any, request: GenerationRequest) -> GeneratedChoice:
+    def choice(self, gen: Any, request: GenerationRequest) -> GeneratedChoice:
         ids = list(gen.token_ids)
         pieces = text_pieces(lambda i: self.tokenizer.decode(ids[:i], skip_special_tokens=True), len(ids), gen.text)
         logprobs = None

@@ -5,6 +5,10 @@ more (at most ``max_batch``), groups them by their sampling parameters and runs 
 one batched call in a dedicated single thread (the model is never used by two threads at
 once). Requests that arrive while a batch is generating form the next batch. Seeded requests
 run alone, so a seed reproduces the same output whatever else is in flight.
+
+A streamed request passes a ``sink`` with its prompt; when a batch holds any, ``run_batch`` is
+called as ``run_batch(prompts, params, sinks)`` (one sink or None per prompt) and hands each
+sink its prompt's tokens as they are generated. Streams share batches like any other request.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class _Item(Generic[P]):
     params: Any
     key: Hashable
     future: asyncio.Future
+    sink: Any = None
 
 
 class DynamicBatcher(Generic[P, R]):
@@ -84,14 +89,15 @@ class DynamicBatcher(Generic[P, R]):
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
 
-    async def submit(self, prompt: P, params: Any, *, alone: bool = False) -> R:
-        """Queue one prompt; resolves to its result. ``alone`` keeps it out of shared batches."""
+    async def submit(self, prompt: P, params: Any, *, alone: bool = False, sink: Any = None) -> R:
+        """Queue one prompt; resolves to its result. ``alone`` keeps it out of shared batches;
+        ``sink`` (for streams) is handed to ``run_batch`` with the prompt (see the module doc)."""
         if self._queue is None:
             await self.start()
         assert self._queue is not None
         key: Hashable = ("alone", next(self._unique)) if alone else params
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Item(prompt, params, key, fut))
+        await self._queue.put(_Item(prompt, params, key, fut, sink))
         return await fut
 
     async def _collect(self, first: _Item[P]) -> list[_Item[P]]:
@@ -132,9 +138,11 @@ class DynamicBatcher(Generic[P, R]):
         if self.on_batch is not None:
             self.on_batch(len(live))
         loop = asyncio.get_running_loop()
+        args: list[Any] = [[item.prompt for item in live], params]
+        if any(item.sink is not None for item in live):
+            args.append([item.sink for item in live])
         try:
-            results = await loop.run_in_executor(self._executor, self.run_batch,
-                                                 [item.prompt for item in live], params)
+            results = await loop.run_in_executor(self._executor, self.run_batch, *args)
             if len(results) != len(live):
                 raise RuntimeError(f"run_batch returned {len(results)} results for {len(live)} prompts")
         except Exception as exc:  # delivered to every waiting request, the loop goes on

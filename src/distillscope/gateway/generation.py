@@ -9,6 +9,7 @@ implement :meth:`GeneratingBackend.generate`; the proxy forwards bodies as they 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Literal, Protocol, Union, runtime_checkable
 
@@ -17,9 +18,33 @@ from distillscope.gateway.schemas import ChatCompletionRequest
 Prompt = Union[str, tuple[dict[str, str], ...]]
 
 
+@dataclass
+class StreamTally:
+    """What a stream has sent so far, kept by the backend, for the log row of a stream cut short.
+
+    texts: per choice index, the text sent; completion_tokens: the tokens sent (one per chunk).
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    texts: dict[int, str] = field(default_factory=dict)
+    watermark_key_id: str | None = None
+
+    def add(self, index: int, piece: str) -> None:
+        self.texts[index] = self.texts.get(index, "") + piece
+        self.completion_tokens += 1
+
+    def reply(self) -> "Reply":
+        """The partial answer as a :class:`Reply` (``completion_text`` like a whole answer's)."""
+        texts = [self.texts[i] for i in sorted(self.texts)]
+        text = texts[0] if len(texts) == 1 else json.dumps(texts, ensure_ascii=False) if texts else ""
+        return Reply(body=None, prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
+                     completion_text=text, watermark_key_id=self.watermark_key_id)
+
+
 @dataclass(frozen=True)
 class Call:
-    """One validated request, as the router hands it to a backend."""
+    """One validated request, as the router hands it to a backend (``tally``: see :class:`StreamTally`)."""
 
     endpoint: Literal["chat", "completions"]
     request: Any  # ChatCompletionRequest | CompletionRequest
@@ -27,6 +52,7 @@ class Call:
     created: int
     model: str
     max_tokens: int
+    tally: StreamTally = field(default_factory=StreamTally, compare=False, repr=False)
 
 
 # OpenAI's API reports impossible tokens as -9999.0: JSON has no -inf, and the distortion-free

@@ -165,12 +165,14 @@ async def _stream(state: GatewayState, ctx: recording.RequestContext, call: Call
         await _finish(state, ctx, first)
         await run_in_threadpool(lease.release, 0)
         return JSONResponse(first.body, status_code=first.status, headers=headers)
-    return StreamingResponse(_sse_events(state, ctx, first, events, lease), media_type="text/event-stream",
+    return StreamingResponse(_sse_events(state, ctx, call, first, events, lease), media_type="text/event-stream",
                              headers={**headers, "cache-control": "no-cache"})
 
 
-async def _sse_events(state: GatewayState, ctx: recording.RequestContext, first: dict[str, Any],
+async def _sse_events(state: GatewayState, ctx: recording.RequestContext, call: Call, first: dict[str, Any],
                       events: AsyncIterator[Any], lease: Any) -> AsyncIterator[bytes]:
+    """The SSE body. A client that leaves mid-stream closes the backend's stream (the local teacher
+    stops generating its answer) and still gets a row: 499, with what was sent (``call.tally``)."""
     tokens = 0
     try:
         yield sse(first)
@@ -183,13 +185,16 @@ async def _sse_events(state: GatewayState, ctx: recording.RequestContext, first:
             yield sse(item)
         raise GatewayError("the backend ended the stream without a summary", code="stream_incomplete")
     except (asyncio.CancelledError, GeneratorExit):
+        await _close(events)
         if not ctx.logged:  # client went away: the row is still written (awaited at shutdown)
+            sent = call.tally.reply() if call.tally.completion_tokens or call.tally.texts else None
             task = asyncio.get_running_loop().create_task(
-                recording.record(state, ctx, 499, error="client_disconnected"))
+                recording.record(state, ctx, 499, error="client_disconnected", reply=sent))
             state.pending.add(task)
             task.add_done_callback(state.pending.discard)
         raise
     except Exception as exc:
+        await _close(events)
         code = getattr(exc, "code", None) or "internal_error"
         logger.error("request %s: stream failed (%s)", ctx.request_id, code, exc_info=not getattr(exc, "code", None))
         if not ctx.logged:
@@ -202,6 +207,16 @@ async def _sse_events(state: GatewayState, ctx: recording.RequestContext, first:
     finally:
         state.metrics.in_flight.dec()
         await run_in_threadpool(lease.release, tokens)
+
+
+async def _close(events: AsyncIterator[Any]) -> None:
+    """Close the backend's stream so its clean-up runs now (it stops generation without awaiting)."""
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            logger.debug("closing a backend stream failed", exc_info=True)
 
 
 @router.post("/chat/completions", summary="Create a chat completion (OpenAI-compatible).")

@@ -84,55 +84,85 @@ def _chat_chunk(call: Call, choices: list[dict[str, Any]], fingerprint: str | No
             "model": call.model, "system_fingerprint": fingerprint, "choices": choices}
 
 
+def wants_usage(call: Call) -> bool:
+    """``stream_options.include_usage``: a last chunk with no choices and the usage."""
+    options = call.request.stream_options
+    return options is not None and bool(options.include_usage)
+
+
+def chat_role_chunk(call: Call, index: int, fingerprint: str | None) -> dict[str, Any]:
+    return _chat_chunk(call, [{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                               "finish_reason": None}], fingerprint)
+
+
+def chat_token_chunk(call: Call, index: int, piece: str, logprob: TokenLogprob | None,
+                     fingerprint: str | None) -> dict[str, Any]:
+    """One token's chunk: its text piece (may be empty) and, when asked for, its log-prob entry."""
+    req = call.request
+    entry = None
+    if req.logprobs and logprob is not None:
+        entry = {"content": [_chat_entry(logprob, req.return_tokens_as_token_ids, req.top_k_logprobs())]}
+    return _chat_chunk(call, [{"index": index, "delta": {"content": piece}, "logprobs": entry,
+                               "finish_reason": None}], fingerprint)
+
+
+def chat_finish_chunk(call: Call, index: int, finish_reason: str, fingerprint: str | None) -> dict[str, Any]:
+    return _chat_chunk(call, [{"index": index, "delta": {}, "logprobs": None, "finish_reason": finish_reason}],
+                       fingerprint)
+
+
+def usage_chunk(call: Call, prompt_tokens: int, completion_tokens: int, fingerprint: str | None) -> dict[str, Any]:
+    counts = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+              "total_tokens": prompt_tokens + completion_tokens}
+    if call.endpoint == "chat":
+        return {**_chat_chunk(call, [], fingerprint), "usage": counts}
+    return {**_completion_base(call), "choices": [], "usage": counts}
+
+
 def chat_chunks(call: Call, out: GenerationOutput) -> Iterator[dict[str, Any]]:
     """Chunks of a finished generation: role, one chunk per token, finish, optional usage."""
-    req = call.request
-    as_ids, k = req.return_tokens_as_token_ids, req.top_k_logprobs()
     fp = out.system_fingerprint
     for i, c in enumerate(out.choices):
-        yield _chat_chunk(call, [{"index": i, "delta": {"role": "assistant", "content": ""},
-                                  "logprobs": None, "finish_reason": None}], fp)
+        yield chat_role_chunk(call, i, fp)
         for t, piece in enumerate(c.pieces):
-            logprobs = None
-            if req.logprobs and c.logprobs is not None and t < len(c.logprobs):
-                logprobs = {"content": [_chat_entry(c.logprobs[t], as_ids, k)]}
-            yield _chat_chunk(call, [{"index": i, "delta": {"content": piece}, "logprobs": logprobs,
-                                      "finish_reason": None}], fp)
-        yield _chat_chunk(call, [{"index": i, "delta": {}, "logprobs": None,
-                                  "finish_reason": c.finish_reason}], fp)
-    if req.stream_options is not None and req.stream_options.include_usage:
-        chunk = _chat_chunk(call, [], fp)
-        chunk["usage"] = usage(out)
-        yield chunk
+            lp = c.logprobs[t] if c.logprobs is not None and t < len(c.logprobs) else None
+            yield chat_token_chunk(call, i, piece, lp, fp)
+        yield chat_finish_chunk(call, i, c.finish_reason, fp)
+    if wants_usage(call):
+        yield usage_chunk(call, out.prompt_tokens, sum(c.completion_tokens for c in out.choices), fp)
+
+
+def _completion_base(call: Call) -> dict[str, Any]:
+    return {"id": f"cmpl-{call.request_id}", "object": "text_completion", "created": call.created,
+            "model": call.model}
+
+
+def completion_text_chunk(call: Call, index: int, text: str, *, logprob: TokenLogprob | None = None,
+                          finish_reason: str | None = None) -> dict[str, Any]:
+    """A legacy-completion chunk: echoed prompt, one token's piece (with its log-probs) or the finish."""
+    req = call.request
+    logprobs = None
+    if req.logprobs is not None and logprob is not None:
+        one = GeneratedChoice(text, "", 1, (logprob,), (text,))
+        logprobs = _completion_logprobs(one, req.return_tokens_as_token_ids, req.top_k_logprobs())
+    return {**_completion_base(call), "choices": [{"index": index, "text": text, "logprobs": logprobs,
+                                                   "finish_reason": finish_reason}]}
 
 
 def completion_chunks(call: Call, outs: list[GenerationOutput]) -> Iterator[dict[str, Any]]:
-    req = call.request
-    as_ids, k = req.return_tokens_as_token_ids, req.top_k_logprobs()
-    base = {"id": f"cmpl-{call.request_id}", "object": "text_completion", "created": call.created,
-            "model": call.model}
     index = 0
     for out in outs:
         for c in out.choices:
-            if req.echo and out.prompt_text:
-                yield {**base, "choices": [{"index": index, "text": out.prompt_text, "logprobs": None,
-                                            "finish_reason": None}]}
+            if call.request.echo and out.prompt_text:
+                yield completion_text_chunk(call, index, out.prompt_text)
             for t, piece in enumerate(c.pieces):
-                logprobs = None
-                if req.logprobs is not None and c.logprobs is not None and t < len(c.logprobs):
-                    one = GeneratedChoice(piece, c.finish_reason, 1, (c.logprobs[t],), (piece,))
-                    logprobs = _completion_logprobs(one, as_ids, k)
-                yield {**base, "choices": [{"index": index, "text": piece, "logprobs": logprobs,
-                                            "finish_reason": None}]}
-            yield {**base, "choices": [{"index": index, "text": "", "logprobs": None,
-                                        "finish_reason": c.finish_reason}]}
+                lp = c.logprobs[t] if c.logprobs is not None and t < len(c.logprobs) else None
+                yield completion_text_chunk(call, index, piece, logprob=lp)
+            yield completion_text_chunk(call, index, "", finish_reason=c.finish_reason)
             index += 1
-    if req.stream_options is not None and req.stream_options.include_usage:
-        prompt_tokens = sum(o.prompt_tokens for o in outs)
-        completion_tokens = sum(c.completion_tokens for o in outs for c in o.choices)
-        yield {**base, "choices": [], "usage": {"prompt_tokens": prompt_tokens,
-                                                "completion_tokens": completion_tokens,
-                                                "total_tokens": prompt_tokens + completion_tokens}}
+    if wants_usage(call):
+        yield usage_chunk(call, sum(o.prompt_tokens for o in outs),
+                          sum(c.completion_tokens for o in outs for c in o.choices), None)
 
 
 def sse(data: dict[str, Any] | str) -> bytes:
