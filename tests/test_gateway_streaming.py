@@ -22,7 +22,7 @@ MSG = [{"role": "user", "content": "Tell me a story."}]
 def served(tmp_path, tiny_loaded):
     """A local tiny-teacher gateway; ``slow(seconds)`` slows every forward pass; generations are recorded."""
     scheme = make_scheme("kgw", WatermarkKey.from_hex("5a" * 32), gamma=0.25, delta=4.0)
-    backend = LocalBackend.from_loaded(tiny_loaded, scheme, batching=BatchingConfig(max_batch=8, window_ms=5),
+    backend = LocalBackend.from_loaded(tiny_loaded, scheme, batching=BatchingConfig(max_batch=8, window_ms=20),
                                        aliases=("tiny",))
     finished: list[tuple[float, list]] = []
     generate = backend.teacher.generate
@@ -190,3 +190,28 @@ def test_text_releaser_holds_back_partial_characters_and_stop_prefixes():
     assert r.push(4) == []            # "X" may start the stop string "XY"
     assert r.push(5) == [] and r.stopped
     assert r.sent_text == "abé" and r.sent_tokens == 3
+
+
+def test_streams_share_batches_with_other_requests(served):
+    http, state, finished, slow, _ = served
+    slow(0.01)
+    import concurrent.futures
+
+    def stream(i):
+        body = {"model": "tiny", "messages": [{"role": "user", "content": f"q{i}"}], "max_tokens": 10,
+                "temperature": 0.7, "stream": True}
+        with http.stream("POST", "/chat/completions", json=body) as resp:
+            return chat_text(sse_events(resp))
+
+    def whole(i):
+        body = {"model": "tiny", "messages": [{"role": "user", "content": f"w{i}"}], "max_tokens": 10,
+                "temperature": 0.7}
+        return http.post("/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        texts = list(pool.map(lambda i: stream(i) if i % 2 else whole(i), range(6)))
+    assert max(len(out) for _, out in finished) > 1   # some generate call served several requests
+    rows = {r.prompt: r for r in state.request_log.query()}
+    for i, text in enumerate(texts):
+        row = rows[json.dumps([{"role": "user", "content": f"{'q' if i % 2 else 'w'}{i}"}])]
+        assert row.status == 200 and row.completion == text and row.stream == bool(i % 2)
