@@ -13,6 +13,11 @@ direct p50/p99 in the same run.
 Part 2 (teacher): 8 concurrent clients against the gateway serving the default teacher
 (watermarked), with dynamic batching (max batch 8) and one request at a time (max batch 1).
 
+Part 3 (time to first token): one client at a time against the same teacher gateway; streamed
+requests (time to the first content chunk, and to ``[DONE]``) against the same requests without
+streaming (their latency is what time to first token was before the local teacher streamed).
+``--ttft-only`` runs just this part and merges it into an existing results file.
+
 Writes ``bench/results/gateway.json`` and prints the Markdown table of ``docs/benchmarks.md``.
 """
 
@@ -166,6 +171,53 @@ def _burst(url: str, key: str, model: str, clients: int, per_client: int, max_to
             "seconds": seconds, "requests": len(tokens)}
 
 
+def _ttft(url: str, key: str, model: str, max_tokens: int, n: int) -> dict:
+    """Sequential streamed and whole requests (alternating); seconds to first content and to the end."""
+    headers = {"Authorization": f"Bearer {key}"}
+    first, last, whole, tokens = [], [], [], []
+    with httpx.Client(base_url=url + "/v1", headers=headers, timeout=900) as c:
+        for i in range(n):
+            body = {"model": model, "max_tokens": max_tokens, "temperature": 0.7, "seed": i,
+                    "messages": [{"role": "user", "content": f"Tell me a fact about {i}."}]}
+            t0 = time.perf_counter()
+            c.post("/chat/completions", json=body).raise_for_status()
+            whole.append(time.perf_counter() - t0)
+            t0, seen = time.perf_counter(), None
+            with c.stream("POST", "/chat/completions", json={**body, "stream": True,
+                                                             "stream_options": {"include_usage": True}}) as r:
+                for line in r.iter_lines():
+                    if seen is None and line.startswith("data: {") and '"content":"' in line \
+                            and '"content":""' not in line:
+                        seen = time.perf_counter() - t0
+                    if line.startswith("data: {") and '"usage"' in line:
+                        tokens.append(json.loads(line[6:])["usage"]["completion_tokens"])
+            last.append(time.perf_counter() - t0)
+            first.append(seen if seen is not None else last[-1])
+    return {"requests": n, "max_tokens": max_tokens, "mean_completion_tokens": statistics.mean(tokens),
+            "stream_first_token_s": statistics.median(first), "stream_last_token_s": statistics.median(last),
+            "whole_answer_s": statistics.median(whole)}
+
+
+def bench_ttft(quick: bool, spec: str, max_tokens: int | None = None) -> dict:
+    from distillscope.gateway import AccountStore, BatchingConfig, Limits, LocalBackend, ServerThread, create_app
+    from distillscope.settings import load_settings
+    from distillscope.teacher import load_model
+    from distillscope.watermark import WatermarkKey, make_scheme
+
+    loaded = load_model(spec, settings=load_settings(), dtype="bfloat16" if spec != "tiny" else "float32")
+    backend = LocalBackend.from_loaded(loaded, make_scheme("kgw", WatermarkKey.generate()),
+                                       batching=BatchingConfig(max_batch=8, window_ms=20))
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(load_settings(home=tmp), backend=backend)
+        with ServerThread(app) as server:
+            store: AccountStore = app.state.gateway.store
+            store.create_account("bench", limits=Limits(rpm=None, tpm=None, max_concurrent=None))
+            key = store.create_key("bench")[0]
+            out = _ttft(server.url, key, backend.info.model_ids[0], max_tokens or (16 if quick else 64),
+                        3 if quick else 5)
+    return {"teacher": loaded.name, **out}
+
+
 def bench_teacher(quick: bool, spec: str, per_client: int | None = None, max_tokens: int | None = None) -> dict:
     from distillscope.gateway import (AccountStore, BatchingConfig, GatewayConfig, Limits, LocalBackend,
                                       ServerThread, create_app)
@@ -207,7 +259,18 @@ def table(res: dict) -> str:
         r = t[label]
         lines.append(f"| {label} | {r['requests_per_s']:.2f} | {r['tokens_per_s']:.1f} | {r['batch_sizes']} |")
     lines.append(f"| **speed-up** | **{t['speedup']:.1f}×** | | |")
+    if "ttft" in res:
+        lines += ["", ttft_table(res["ttft"])]
     return "\n".join(lines)
+
+
+def ttft_table(t: dict) -> str:
+    return "\n".join([
+        f"| teacher {t['teacher']}, one client, {t['max_tokens']} tokens max (mean {t['mean_completion_tokens']:.0f}), "
+        f"median of {t['requests']} | seconds |", "|---|---|",
+        f"| streamed: first token | {t['stream_first_token_s']:.2f} |",
+        f"| streamed: last chunk | {t['stream_last_token_s']:.2f} |",
+        f"| not streamed: whole answer (= time to first token before streaming) | {t['whole_answer_s']:.2f} |"])
 
 
 def main() -> None:
@@ -217,13 +280,25 @@ def main() -> None:
     parser.add_argument("--per-client", type=int, default=None, help="teacher requests per client (default 2)")
     parser.add_argument("--max-tokens", type=int, default=None, help="tokens per teacher answer (default 16)")
     parser.add_argument("--out", default=str(RESULTS), help="JSON results file")
+    parser.add_argument("--ttft-only", action="store_true",
+                        help="only time to first token; merged into the existing results file")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    spec = args.teacher or ("tiny" if args.quick else "smollm2")
+    if args.ttft_only:
+        out = Path(args.out)
+        res = json.loads(out.read_text()) if out.exists() else {}
+        res["ttft"] = bench_ttft(args.quick, spec, args.max_tokens)
+        res["ttft"]["load_avg"] = os.getloadavg()[0]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2, ensure_ascii=False))
+        print(ttft_table(res["ttft"]))
+        return
     res = {"machine": {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()[0],
                        "python": platform.python_version(), "platform": platform.platform()},
            "quick": args.quick, "stub": bench_stub(args.quick)}
-    res["teacher"] = bench_teacher(args.quick, args.teacher or ("tiny" if args.quick else "smollm2"),
-                                   args.per_client, args.max_tokens)
+    res["teacher"] = bench_teacher(args.quick, spec, args.per_client, args.max_tokens)
+    res["ttft"] = bench_ttft(args.quick, spec, args.max_tokens)
     res["machine"]["load_avg_at_end"] = os.getloadavg()[0]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2, ensure_ascii=False))

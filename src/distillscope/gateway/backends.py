@@ -112,7 +112,8 @@ class LocalBackend(GeneratingBackend):
 
     ``teacher`` follows the teacher runtime contract (``generate``, ``encode_prompt``);
     ``tokenizer`` decodes token ids; ``watermark`` is the scheme's ``config()`` (with
-    ``key_id``), recorded with every output.
+    ``key_id``), recorded with every output. Streams are sent token by token while the batch
+    generates (:mod:`.streaming`).
     """
 
     def __init__(self, teacher: Any, tokenizer: Any, *, model_ids: Sequence[str], watermark: dict[str, Any],

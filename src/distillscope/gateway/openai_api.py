@@ -178,6 +178,7 @@ async def _sse_events(state: GatewayState, ctx: recording.RequestContext, call: 
         yield sse(first)
         async for item in events:
             if isinstance(item, Reply):
+                await _close(events)
                 await _finish(state, ctx, item)  # durable before [DONE]
                 tokens = item.prompt_tokens + item.completion_tokens
                 yield sse("[DONE]")
