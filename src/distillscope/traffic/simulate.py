@@ -2,12 +2,19 @@
 
 The log has exactly the gateway's request-log columns; the ground truth lives in a separate
 labels table (a ``<log>.labels.parquet`` sidecar on disk) so a scan can never peek at it.
+
+:func:`simulate` builds the log in memory; :func:`simulate_to_file` streams the same rows to
+Parquet in bounded memory (chunks of clients, optionally in several processes, then one
+out-of-core sort by time in DuckDB), for logs of tens of millions of requests.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -147,42 +154,151 @@ def _plans(config: SimulationConfig, g: np.random.Generator, r: random.Random) -
     return plans
 
 
+def _context(config: SimulationConfig, seeds: list[np.random.SeedSequence], i: int, prompts: B.PromptSource
+             ) -> B.Context:
+    start = datetime.fromisoformat(config.start).astimezone(timezone.utc).timestamp()
+    return B.Context(np.random.default_rng(seeds[i]), random.Random(config.seed * 1_000_003 + i), prompts, start,
+                     config.days)
+
+
 def _rows(config: SimulationConfig, plans: list[_Plan], prompts: B.PromptSource,
           progress: Progress) -> Iterator[dict]:
-    start = datetime.fromisoformat(config.start).astimezone(timezone.utc).timestamp()
     seeds = np.random.SeedSequence(config.seed).spawn(len(plans))
     with progress.task("simulating clients", total=len(plans)) as task:
         for i, plan in enumerate(plans):
-            ctx = B.Context(np.random.default_rng(seeds[i]), random.Random(config.seed * 1_000_003 + i),
-                            prompts, start, config.days)
-            yield from plan.behaviour.requests(ctx, plan.client)
+            yield from plan.behaviour.requests(_context(config, seeds, i, prompts), plan.client)
             task.advance()
+
+
+def _columns(rows: list[dict]) -> dict[str, pa.Array]:
+    """The canonical columns of ``rows`` except ``request_id`` (assigned once the log is sorted)."""
+    cols: dict[str, pa.Array] = {}
+    for name, typ in LOG_COLUMNS.items():
+        if name == "ts":
+            us = np.array([row["ts"] for row in rows]) * 1e6
+            cols[name] = pa.array(us.astype(np.int64)).cast(typ)
+        elif name != "request_id":
+            cols[name] = pa.array([row[name] for row in rows], type=typ)
+    return cols
+
+
+def _labels(plans: list[_Plan]) -> pa.Table:
+    return pa.Table.from_pylist([{"account_id": a, "label_kind": p.kind, "label_campaign": p.campaign_id,
+                                  "label_strategy": p.strategy} for p in plans for a in p.client.accounts])
+
+
+def _setup(config: SimulationConfig) -> list[_Plan]:
+    return _plans(config, np.random.default_rng(config.seed), random.Random(config.seed))
 
 
 def simulate(config: SimulationConfig = SimulationConfig(), *, prompts: B.PromptSource | None = None,
              progress: Progress | None = None) -> SimulatedTraffic:
     """Simulate a labelled request log."""
-    g = np.random.default_rng(config.seed)
-    r = random.Random(config.seed)
-    plans = _plans(config, g, r)
+    plans = _setup(config)
     prompts = prompts or default_prompts(config.seed)
     rows = list(_rows(config, plans, prompts, ensure_progress(progress)))
     if not rows:
         raise TrafficError("the simulation produced no requests", hint="raise n_benign or days")
     rows.sort(key=lambda row: row["ts"])
-    cols: dict[str, Any] = {}
-    for name, typ in LOG_COLUMNS.items():
-        if name == "request_id":
-            cols[name] = pa.array([f"req-{config.seed:x}-{i:09d}" for i in range(len(rows))], pa.string())
-        elif name == "ts":
-            us = np.array([row["ts"] for row in rows]) * 1e6
-            cols[name] = pa.array(us.astype(np.int64)).cast(typ)
-        else:
-            cols[name] = pa.array([row[name] for row in rows], type=typ)
-    labels = [{"account_id": a, "label_kind": p.kind, "label_campaign": p.campaign_id, "label_strategy": p.strategy}
-              for p in plans for a in p.client.accounts]
-    logger.info("simulated %d requests from %d accounts", len(rows), len(labels))
-    return SimulatedTraffic(pa.table(cols), pa.Table.from_pylist(labels), config)
+    cols = {"request_id": pa.array([f"req-{config.seed:x}-{i:09d}" for i in range(len(rows))], pa.string()),
+            **_columns(rows)}
+    labels = _labels(plans)
+    logger.info("simulated %d requests from %d accounts", len(rows), labels.num_rows)
+    return SimulatedTraffic(pa.table({name: cols[name] for name in LOG_COLUMNS}), labels, config)
+
+
+def _write_parts(config: SimulationConfig, first: int, last: int, parts: str, chunk_rows: int,
+                 prompts: B.PromptSource | None = None) -> int:
+    """Simulate plans ``first..last-1`` into Parquet parts under ``parts``; returns the row count.
+
+    Each row carries its exact time ``_ts`` (float seconds) and ``_order`` = (plan index, row
+    within plan), the order :func:`simulate` generates rows in, so the final sort by
+    ``(_ts, _order)`` equals its stable sort by time.
+    """
+    plans = _setup(config)
+    prompts = prompts or default_prompts(config.seed)
+    seeds = np.random.SeedSequence(config.seed).spawn(len(plans))
+    rows: list[dict] = []
+    order: list[int] = []
+    n = 0
+
+    def flush() -> None:
+        if rows:
+            table = pa.table({**_columns(rows), "_ts": pa.array([row["ts"] for row in rows], pa.float64()),
+                              "_order": pa.array(order, pa.int64())})
+            pq.write_table(table, os.path.join(parts, f"plans-{first:09d}-{n:012d}.parquet"))
+            rows.clear()
+            order.clear()
+
+    for i in range(first, last):
+        for j, row in enumerate(plans[i].behaviour.requests(_context(config, seeds, i, prompts), plans[i].client)):
+            rows.append(row)
+            order.append((i << 32) | j)
+            n += 1
+            if len(rows) >= chunk_rows:
+                flush()
+    flush()
+    return n
+
+
+def simulate_to_file(config: SimulationConfig, path: str | Path, *, workers: int = 1, chunk_rows: int = 200_000,
+                     memory_limit: str = "4GB", prompts: B.PromptSource | None = None,
+                     progress: Progress | None = None) -> tuple[Path, Path, int]:
+    """Stream a simulated log to ``path`` (Parquet) and its labels sidecar; returns (log, labels, rows).
+
+    The rows are those of :func:`simulate` with the same config, in the same order and with the
+    same request ids, but memory stays bounded: clients are simulated ``chunk_rows`` rows at a
+    time (in ``workers`` processes, each over a contiguous range of clients) into temporary
+    parts, which DuckDB sorts by time out of core (``memory_limit``) into the final file.
+    ``prompts`` (a custom prompt source) needs ``workers=1``.
+    """
+    import duckdb
+
+    if workers < 1 or chunk_rows < 1:
+        raise TrafficError(f"workers={workers} and chunk_rows={chunk_rows} must be positive")
+    if prompts is not None and workers > 1:
+        raise TrafficError("a custom prompt source cannot be sent to worker processes", hint="use workers=1")
+    p = Path(path)
+    if p.suffix.lower() not in (".parquet", ".pq"):
+        raise TrafficError(f"cannot stream a simulated log to {p}", hint="use a .parquet path")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    plans = _setup(config)
+    parts = p.with_name(f".{p.name}.parts")
+    shutil.rmtree(parts, ignore_errors=True)
+    parts.mkdir()
+    progress = ensure_progress(progress)
+    try:
+        bounds = np.linspace(0, len(plans), workers + 1).astype(int)
+        with progress.task("simulating clients", total=workers) as task:
+            if workers == 1:
+                n = _write_parts(config, 0, len(plans), str(parts), chunk_rows, prompts)
+                task.advance()
+            else:
+                with ProcessPoolExecutor(workers) as pool:
+                    futures = [pool.submit(_write_parts, config, int(a), int(b), str(parts), chunk_rows)
+                               for a, b in zip(bounds[:-1], bounds[1:])]
+                    n = 0
+                    for f in futures:
+                        n += f.result()
+                        task.advance()
+        if n == 0:
+            raise TrafficError("the simulation produced no requests", hint="raise n_benign or days")
+        columns = ", ".join(c for c in LOG_COLUMNS if c != "request_id")
+        with duckdb.connect(":memory:") as con:
+            con.execute(f"SET memory_limit = '{memory_limit}'")
+            con.execute(f"SET temp_directory = '{parts / 'spill'}'")
+            con.execute("SET preserve_insertion_order = true")
+            con.execute(f"""COPY (
+                SELECT printf('req-%x-%09d', {int(config.seed)}::BIGINT, row_number() OVER (ORDER BY _ts, _order) - 1)
+                       AS request_id, {columns}
+                FROM read_parquet('{parts}/*.parquet') ORDER BY _ts, _order
+            ) TO '{p}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)""")
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+    lp = labels_path(p)
+    pq.write_table(_labels(plans), lp)
+    logger.info("simulated %d requests into %s", n, p)
+    return p, lp, n
 
 
 def labels_path(log_path: str | Path) -> Path:
