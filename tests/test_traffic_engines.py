@@ -38,6 +38,10 @@ def test_duckdb_and_spark_agree(small_log, spark_engine):
     _same(duck.account_features, spark.account_features)
     assert duck.clusters.membership.equals(spark.clusters.membership) and len(duck.clusters.membership) >= 5
     _same(duck.campaign_features, spark.campaign_features)
+    # the distribution test's aggregates (random Fourier features of the per-request inputs)
+    _same(duck.distribution.accounts, spark.distribution.accounts)
+    _same(duck.distribution.campaigns, spark.distribution.campaigns)
+    assert len(duck.distribution.accounts) >= 40 and duck.distribution.accounts.n_mmd.max() > 10
     prepared = prepare(load_log(small_log)).select(list(SQL_COLUMNS))
     key = ["a", "b", "kind"]
     rare = make_engine("duckdb").run(coordination_keys_sql(), {"requests": prepared})

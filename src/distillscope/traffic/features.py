@@ -62,7 +62,8 @@ class FeatureQuery:
     sql: str
 
 
-def _source(entity: str) -> str:
+def entity_source_sql(entity: str) -> str:
+    """The request rows of each entity (``account_id``, or ``campaign_id`` through ``membership``)."""
     if entity == "account_id":
         return "SELECT *, account_id AS entity FROM requests WHERE account_id IS NOT NULL"
     return ("SELECT r.*, m.campaign_id AS entity FROM requests r "
@@ -74,7 +75,7 @@ def entity_features_sql(entity: str = "account_id") -> FeatureQuery:
     means = ", ".join(f"AVG({c}) AS m_{c}" for c in EMBED_COLUMNS)
     norm = " + ".join(f"a.m_{c} * a.m_{c}" for c in EMBED_COLUMNS)
     sql = f"""
-WITH src AS ({_source(entity)}),
+WITH src AS ({entity_source_sql(entity)}),
 r AS (
   SELECT src.*, ts_s - LAG(ts_s) OVER (PARTITION BY entity ORDER BY ts_s, request_id) AS gap FROM src
 ),

@@ -14,7 +14,7 @@ from pathlib import Path
 from distillscope.progress import Progress
 from distillscope.settings import Settings
 from distillscope.traffic.scan import ScanConfig, calibrate
-from distillscope.traffic.scoring import Calibration
+from distillscope.traffic.scoring import FORMAT_VERSION, Calibration
 from distillscope.traffic.simulate import SimulationConfig, simulate
 
 logger = logging.getLogger(__name__)
@@ -31,10 +31,11 @@ def benign_reference_config(n_benign: int = 3000, seed: int = REFERENCE_SEED) ->
 def default_calibration(settings: Settings, *, n_benign: int = 3000, engine: str = "duckdb",
                         config: ScanConfig = ScanConfig(), progress: Progress | None = None) -> Calibration:
     """The cached calibration on the simulated benign reference (built on first use)."""
-    path = Path(settings.home) / "traffic" / f"calibration-sim-{n_benign}-{REFERENCE_SEED}.json"
+    path = Path(settings.home) / "traffic" / f"calibration-sim-{n_benign}-{REFERENCE_SEED}-v{FORMAT_VERSION}.json"
     if path.is_file():
         cal = Calibration.load(path)
-        if cal.config == config.scoring:
+        dist = cal.distribution_reference
+        if cal.config == config.scoring and dist is not None and dist.config == config.distribution:
             return cal
     logger.info("building the simulated benign reference (%d users); cached at %s", n_benign, path)
     sim = simulate(benign_reference_config(n_benign), progress=progress)

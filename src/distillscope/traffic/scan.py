@@ -23,6 +23,8 @@ import pyarrow.compute as pc
 from distillscope.errors import TrafficError
 from distillscope.progress import Progress, ensure_progress
 from distillscope.traffic.campaigns import Clusters, LinkRule, cluster_accounts, link_accounts, link_summary
+from distillscope.traffic.distribution import (DistributionConfig, DistributionInputs, DistributionReference,
+                                               RandomFeatures, attach, distribution_sql, fit_reference)
 from distillscope.traffic.engines import Engine, make_engine
 from distillscope.traffic.features import (SQL_COLUMNS, CoordinationConfig, coordination_keys_sql,
                                            coordination_pairs_sql, entity_features_sql)
@@ -43,6 +45,7 @@ class ScanConfig:
     link: LinkRule = field(default_factory=LinkRule)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     examples: int = 3
+    distribution: DistributionConfig = field(default_factory=DistributionConfig)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Analysis:
     clusters: Clusters
     campaign_features: pd.DataFrame
     report: LogReport
+    distribution: DistributionInputs
 
 
 @dataclass(frozen=True)
@@ -123,8 +127,11 @@ def _as_engine(engine: str | Engine) -> tuple[Engine, bool]:
 
 def analyse(log: RequestLogTable | str | Path | pa.Table, engine: str | Engine = "duckdb",
             config: ScanConfig = ScanConfig(), *, mapping: Mapping[str, str] | None = None,
-            progress: Progress | None = None) -> Analysis:
-    """Everything the engines compute for one log (shared by :func:`scan` and :func:`calibrate`)."""
+            progress: Progress | None = None, features: RandomFeatures | None = None) -> Analysis:
+    """Everything the engines compute for one log (shared by :func:`scan` and :func:`calibrate`).
+
+    ``features``: the distribution test's random features (a calibration's; drawn from
+    ``config.distribution`` when not given)."""
     progress = ensure_progress(progress)
     if not isinstance(log, RequestLogTable):
         log = load_log(log, mapping=mapping)
@@ -132,32 +139,41 @@ def analyse(log: RequestLogTable | str | Path | pa.Table, engine: str | Engine =
     try:
         prepared = prepare(log, config.prepare, progress=progress)
         slim = prepared.select(list(SQL_COLUMNS))
-        with progress.task(f"features on {eng.name}", total=3) as task:
+        rff = features or RandomFeatures.draw(config.distribution)
+        with progress.task(f"features on {eng.name}", total=4) as task:
             acc = eng.run(entity_features_sql("account_id"), {"requests": slim}).to_pandas()
             task.advance()
             rare = eng.run(coordination_keys_sql(config.coordination), {"requests": slim})
             pairs = eng.run(coordination_pairs_sql(), {"rare_keys": rare})
             clusters = cluster_accounts(link_accounts(pairs, config.link))
             task.advance()
+            acc_dist = eng.run(distribution_sql(rff, config.distribution), {"requests": slim}).to_pandas()
+            task.advance()
             if len(clusters.membership):
-                camp = eng.run(entity_features_sql("campaign_id"),
-                               {"requests": slim, "membership": clusters.membership_table()}).to_pandas()
+                tables = {"requests": slim, "membership": clusters.membership_table()}
+                camp = eng.run(entity_features_sql("campaign_id"), tables).to_pandas()
+                camp_dist = eng.run(distribution_sql(rff, config.distribution, "campaign_id"), tables).to_pandas()
             else:
                 camp = pd.DataFrame(columns=["campaign_id", *acc.columns[1:]])
+                camp_dist = pd.DataFrame(columns=["campaign_id", *acc_dist.columns[1:]])
             task.advance()
     finally:
         if owned:
             eng.close()
-    return Analysis(prepared, acc, clusters, camp, log.report)
+    return Analysis(prepared, acc, clusters, camp, log.report, DistributionInputs(acc_dist, camp_dist))
 
 
 def calibrate(reference: RequestLogTable | str | Path | pa.Table, engine: str | Engine = "duckdb",
               config: ScanConfig = ScanConfig(), *, mapping: Mapping[str, str] | None = None,
               progress: Progress | None = None) -> Calibration:
     """Calibrate thresholds on a log of benign traffic only (never on the log being scanned)."""
-    a = analyse(reference, engine, config, mapping=mapping, progress=progress)
+    rff = RandomFeatures.draw(config.distribution)
+    a = analyse(reference, engine, config, mapping=mapping, progress=progress, features=rff)
     source = reference.report.source if isinstance(reference, RequestLogTable) else str(reference)[:200]
-    return calibrate_scores(a.account_features, a.campaign_features, config.scoring, source=source)
+    dist = fit_reference(a.distribution.accounts, config.distribution, rff)
+    acc = attach(a.account_features, a.distribution.accounts, dist, "account_id", leave_one_out=True)
+    camp = attach(a.campaign_features, a.distribution.campaigns, dist, "campaign_id")
+    return calibrate_scores(acc, camp, config.scoring, source=source, distribution=dist)
 
 
 def _examples(prepared: pa.Table, accounts: list[str], k: int) -> dict[str, tuple[ExampleRequest, ...]]:
@@ -193,7 +209,8 @@ def _campaigns(a: Analysis, cal: Calibration, k: int) -> list[CampaignFinding]:
         ex = _examples(a.prepared, list(members[:k]), 1) if flagged else {}
         out.append(CampaignFinding(row.campaign_id, members, int(row.n_requests), float(scores[i]), flagged,
                                    link_summary(a.clusters, row.campaign_id),
-                                   evidence(row, pv.loc[i], _ref_for(int(row.n_requests), cal)),
+                                   evidence(row, pv.loc[i], _ref_for(int(row.n_requests), cal),
+                                            distribution=cal.distribution_reference),
                                    tuple(e for v in ex.values() for e in v)))
     return sorted(out, key=lambda c: (not c.flagged, -c.score, c.campaign_id))
 
@@ -213,7 +230,8 @@ def _accounts(a: Analysis, cal: Calibration, campaigns: list[CampaignFinding], k
         reason = "account" if own[i] else ("campaign" if via[i] else "")
         out.append(AccountFinding(row.account_id, int(row.n_requests), float(scores[i]), bool(reason), reason,
                                   campaign_of.get(row.account_id),
-                                  evidence(row, pv.loc[i], _ref_for(int(row.n_requests), cal)) if reason else (),
+                                  evidence(row, pv.loc[i], _ref_for(int(row.n_requests), cal),
+                                           distribution=cal.distribution_reference) if reason else (),
                                   ex.get(row.account_id, ())))
     return sorted(out, key=lambda f: (not f.flagged, -f.score, f.account_id))
 
@@ -223,10 +241,20 @@ def scan(log: RequestLogTable | str | Path | pa.Table, calibration: Calibration,
          progress: Progress | None = None) -> ScanResult:
     """Rank the accounts and campaigns of a log against a benign calibration."""
     if calibration.config != config.scoring:
-        config = ScanConfig(config.prepare, config.coordination, config.link, calibration.config, config.examples)
+        config = ScanConfig(config.prepare, config.coordination, config.link, calibration.config, config.examples,
+                            config.distribution)
     t0 = time.perf_counter()
     eng_name = engine if isinstance(engine, str) else engine.name
-    a = analyse(log, engine, config, mapping=mapping, progress=progress)
+    dist = calibration.distribution_reference
+    if dist is None:
+        raise TrafficError("the calibration has no distribution-test reference",
+                           hint="re-run distillscope traffic calibrate on benign traffic")
+    if dist.config != config.distribution:
+        config = ScanConfig(config.prepare, config.coordination, config.link, config.scoring, config.examples,
+                            dist.config)
+    a = analyse(log, engine, config, mapping=mapping, progress=progress, features=dist.features)
+    a = Analysis(a.prepared, attach(a.account_features, a.distribution.accounts, dist, "account_id"), a.clusters,
+                 attach(a.campaign_features, a.distribution.campaigns, dist, "campaign_id"), a.report, a.distribution)
     if a.account_features.empty:
         raise TrafficError("the log has no authenticated requests to score",
                            hint="check that account_id is filled (map your user column with --map)")
