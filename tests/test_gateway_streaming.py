@@ -142,6 +142,7 @@ def test_row_is_durable_before_done(served):
                                                         "stream": True}) as resp:
         events = sse_events(resp, check)
     assert seen["rows"] == before + 1
+    assert not any("usage" in e for _, e in events if isinstance(e, dict))  # only with include_usage
     row = state.request_log.query()[-1]
     assert row.completion == chat_text(events) and row.completion_tokens >= 1
 
