@@ -1,0 +1,230 @@
+"""Traffic-forensics batch throughput at scale: simulate, load, prepare, feature SQL, full scan.
+
+    python bench/traffic/scale.py --rows 10000000                  # the issue's 10M-row run
+    python bench/traffic/scale.py --rows 1000000 --spark-rows 300000 # quicker look
+    python bench/traffic/scale.py --markdown                         # rewrite the docs section only
+
+Writes bench/results/traffic_scale.json and the ``traffic-scale`` section of docs/benchmarks.md.
+The log is simulated with the proportions of bench/traffic/run.py (benign users, hard negatives,
+four campaign strategies) scaled to ``--rows``, streamed to Parquet. DuckDB runs every step on
+the full log; Spark (local mode) runs on a log of ``--spark-rows`` rows (default: the same log),
+on which DuckDB is measured again so that the Spark/DuckDB ratio comes from one run and one log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import resource
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from distillscope.traffic import SimulationConfig, calibrate, scan, simulate
+from distillscope.traffic.engines import make_engine
+from distillscope.traffic.features import (SQL_COLUMNS, coordination_keys_sql, coordination_pairs_sql,
+                                           entity_features_sql)
+from distillscope.traffic.prepare import prepare
+from distillscope.traffic.reference import benign_reference_config
+from distillscope.traffic.schema import load_log
+from distillscope.traffic.simulate import simulate_to_file
+
+STRATEGIES = ("single", "paraphrase", "hydra", "hydra-cover")
+BASE_ROWS = 339_299          # rows of bench/traffic/run.py's log (9,500 benign users, 4 campaigns per strategy)
+SECTION = "traffic-scale"
+
+
+def scaled_config(rows: int, seed: int = 2026) -> SimulationConfig:
+    """run.py's population scaled to about ``rows`` requests."""
+    f = rows / BASE_ROWS
+    benign = max(50, round(9500 * f))
+    return SimulationConfig(n_benign=benign, n_batch=max(1, benign // 100), n_eval=max(1, benign // 200),
+                            n_student_groups=max(1, benign // 1000),
+                            campaigns=tuple((s, max(1, round(4 * f))) for s in STRATEGIES), seed=seed)
+
+
+def hardware() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"machine": platform.machine(), "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1),
+            "note": "cores shared with other jobs; load average recorded per step"}
+
+
+def timed(fn, rows: int) -> tuple[object, dict]:
+    t0 = time.perf_counter()
+    out = fn()
+    s = time.perf_counter() - t0
+    return out, {"rows": rows, "seconds": round(s, 2), "rows_per_s": round(rows / s), "load_avg": os.getloadavg()[0]}
+
+
+def feature_sql(slim, engine) -> None:
+    """Account features, coordination keys and pairs: the SQL of one scan (campaign SQL aside)."""
+    engine.run(entity_features_sql(), {"requests": slim})
+    rare = engine.run(coordination_keys_sql(), {"requests": slim})
+    engine.run(coordination_pairs_sql(), {"rare_keys": rare})
+
+
+def measure_log(path: Path, cal, engines: dict, steps: dict, on_step=lambda: None) -> dict:
+    """load, prepare, feature SQL and full scan of one log on each engine (name -> engine)."""
+    log, load = timed(lambda: load_log(path), 0)
+    n = log.num_rows
+    steps["load"] = {**load, "rows": n, "rows_per_s": round(n / load["seconds"])}
+    info = {"rows": n, "accounts": pc.count_distinct(log.table.column("account_id")).as_py(),
+            "distinct_prompts": pc.count_distinct(log.table.column("prompt")).as_py()}
+    info["distinct_prompt_fraction"] = round(info["distinct_prompts"] / n, 4)
+    on_step()
+    prepared, steps["prepare"] = timed(lambda: prepare(log), n)
+    on_step()
+    slim = prepared.select(list(SQL_COLUMNS))
+    del prepared, log
+    gc.collect()
+    for name, eng in engines.items():
+        _, steps[f"feature_sql_{name}"] = timed(lambda: feature_sql(slim, eng), n)
+        on_step()
+        if hasattr(eng, "clear"):
+            eng.clear()
+    del slim
+    gc.collect()
+    for name, eng in engines.items():
+        _, steps[f"scan_{name}"] = timed(lambda: scan(path, cal, eng), n)
+        on_step()
+        if hasattr(eng, "clear"):
+            eng.clear()
+        gc.collect()
+    return info
+
+
+def markdown(r: dict) -> str:
+    s, sp = r["steps"], r.get("spark")
+    lines = [f"`python bench/traffic/scale.py --rows {r['requested_rows']}` (JSON in `bench/results/traffic_scale.json`). "
+             f"Simulated log of {r['rows']:,} requests from {r['accounts']:,} accounts, "
+             f"{r['distinct_prompts']:,} distinct prompts ({r['distinct_prompt_fraction']:.0%} of rows: text "
+             f"preparation works per distinct prompt, so this share sets its cost). Machine: {r['hardware']['cpu']}, "
+             f"{r['hardware']['cores']} cores shared with other jobs (load average {r['load_avg_range'][0]:.1f}–"
+             f"{r['load_avg_range'][1]:.1f} during the run), {r['hardware']['memory_gib']} GiB; peak memory "
+             f"{r['peak_rss_gib']} GiB.", "",
+             "| step (DuckDB, full log) | rows | seconds | rows/s |", "|---|---|---|---|"]
+    names = {"simulate": "simulate (streamed to Parquet)", "load": "load + validate", "prepare":
+             "prepare (text columns, MinHash/LSH)", "feature_sql_duckdb": "feature + coordination SQL",
+             "scan_duckdb": "full scan (load, prepare, SQL, clusters, scoring)"}
+    for key, label in names.items():
+        v = s.get(key)
+        if v is None:
+            lines.append(f"| {label} | – | not measured (see notes) | – |")
+            continue
+        lines.append(f"| {label} | {v['rows']:,} | {v['seconds']:,.1f} | {v['rows_per_s']:,} |")
+    if sp:
+        same = "the same log" if sp["same_log"] else f"a separately simulated log of {sp['rows']:,} rows"
+        lines += ["", f"Spark local mode (`local[*]`, {sp['shuffle_partitions']} shuffle partitions, driver memory "
+                  f"{sp['driver_memory']}) against DuckDB on {same}"
+                  + (f" ({sp['why_smaller']})" if sp.get("why_smaller") else "")
+                  + f"; Spark session start {sp['session_start_s']:.0f} s, not counted:", "",
+                  "| step | rows | DuckDB s | Spark s | Spark / DuckDB |", "|---|---|---|---|---|"]
+        for key, label in (("feature_sql", "feature + coordination SQL"), ("scan", "full scan")):
+            d, k = sp["steps"][f"{key}_duckdb"], sp["steps"][f"{key}_spark"]
+            lines.append(f"| {label} | {d['rows']:,} | {d['seconds']:,.1f} | {k['seconds']:,.1f} | "
+                         f"{sp['ratio_spark_over_duckdb'][key]:.1f}× |")
+    if r.get("notes"):
+        lines += [""] + [f"- {n}" for n in r["notes"]]
+    return "\n".join(lines)
+
+
+def write_section(md: str, path: Path = Path("docs/benchmarks.md")) -> None:
+    """Replace (or append) only this benchmark's section; other sections are edited concurrently."""
+    start, end = f"<!-- section: {SECTION} -->", f"<!-- /section: {SECTION} -->"
+    block = f"{start}\n### Traffic forensics at scale (`bench/traffic/scale.py`)\n\n{md}\n{end}"
+    text = path.read_text()
+    if start in text and end in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=10_000_000, help="about this many requests")
+    ap.add_argument("--spark-rows", type=int, default=None, help="rows of the Spark comparison (default: --rows)")
+    ap.add_argument("--no-spark", action="store_true")
+    ap.add_argument("--why-smaller", default="", help="reason recorded when --spark-rows < --rows")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="simulator processes")
+    ap.add_argument("--dir", default=None, help="where the simulated logs go (default: a temporary directory)")
+    ap.add_argument("--out", default="bench/results/traffic_scale.json")
+    ap.add_argument("--note", action="append", default=[], help="a remark recorded with the results (repeatable)")
+    ap.add_argument("--markdown", action="store_true", help="only rewrite the docs section from the JSON")
+    args = ap.parse_args()
+    if args.markdown:
+        write_section(markdown(json.loads(Path(args.out).read_text())))
+        return
+    work = Path(args.dir or tempfile.mkdtemp(prefix="distillscope-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    result: dict = {"requested_rows": args.rows, "hardware": hardware(),
+                    "versions": {p: version(p) for p in ("distillscope", "duckdb", "pyarrow", "pyspark", "datasketch")},
+                    "notes": ["Peak memory is the Python process's; the Spark JVM (local mode) is a separate process.",
+                              *args.note]}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(final: bool = False) -> None:
+        loads = [v["load_avg"] for v in result.get("steps", {}).values()]
+        loads += [v["load_avg"] for v in result.get("spark", {}).get("steps", {}).values()]
+        result["load_avg_range"] = [min(loads), max(loads)] if loads else [0.0, 0.0]
+        result["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 1)
+        result["complete"] = final
+        out.write_text(json.dumps(result, indent=1))
+
+    cal = calibrate(simulate(benign_reference_config(n_benign=3000, seed=99)).log)
+    duck = make_engine("duckdb")
+    steps: dict = {}
+    path = work / "log.parquet"
+
+    def simulate_main() -> None:
+        (_, _, n), steps["simulate"] = timed(lambda: simulate_to_file(scaled_config(args.rows), path,
+                                                                      workers=args.workers), 0)
+        steps["simulate"].update(rows=n, rows_per_s=round(n / steps["simulate"]["seconds"]))
+
+    spark_rows = args.spark_rows or args.rows
+    if not args.no_spark:        # first, so that a long DuckDB run cannot crowd it out
+        sp: dict = {"same_log": spark_rows == args.rows, "shuffle_partitions": 4, "driver_memory": "6g",
+                    "why_smaller": args.why_smaller if spark_rows != args.rows else ""}
+        spath = path if sp["same_log"] else work / "log_spark.parquet"
+        if sp["same_log"]:
+            simulate_main()
+        else:
+            simulate_to_file(scaled_config(spark_rows, seed=2027), spath, workers=args.workers)
+        spark = make_engine("spark", master="local[*]", shuffle_partitions=4, driver_memory="6g")
+        warm = prepare(load_log(pq.ParquetFile(spath).read_row_group(0).slice(0, 1000))).select(list(SQL_COLUMNS))
+        t0 = time.perf_counter()
+        spark.run(entity_features_sql(), {"requests": warm})    # JVM start and first plan, not counted
+        sp["session_start_s"] = round(time.perf_counter() - t0, 1)
+        spark.clear()
+        ssteps: dict = {}
+        info = measure_log(spath, cal, {"duckdb": duck, "spark": spark}, ssteps)
+        spark.close()
+        sp.update(rows=info["rows"], distinct_prompt_fraction=info["distinct_prompt_fraction"], steps=ssteps)
+        sp["ratio_spark_over_duckdb"] = {
+            k: round(ssteps[f"{k}_spark"]["seconds"] / ssteps[f"{k}_duckdb"]["seconds"], 2)
+            for k in ("feature_sql", "scan")}
+        result["spark"] = sp
+        save()
+    result["steps"] = steps
+    if "simulate" not in steps:
+        simulate_main()
+        save()
+    result.update(measure_log(path, cal, {"duckdb": duck}, steps, on_step=save))
+    duck.close()
+    save(final=True)
+    write_section(markdown(result))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
