@@ -26,27 +26,52 @@ from distillscope.traffic.engines import make_engine
 from distillscope.traffic.features import (SQL_COLUMNS, coordination_keys_sql, coordination_pairs_sql,
                                            entity_features_sql)
 from distillscope.traffic.prepare import prepare
+from distillscope.traffic.distribution import DISTRIBUTION_FEATURE
 from distillscope.traffic.reference import benign_reference_config
+from distillscope.traffic.scoring import _stratum, feature_pvalues
 from distillscope.traffic.schema import load_log
 
 STRATEGIES = ("single", "paraphrase", "hydra", "hydra-cover")
 
 
-def quality(res, labels: pd.DataFrame) -> dict:
+def distribution_flags(res, cal) -> set[str]:
+    """Accounts the distribution test alone flags: kernel MMD above every benign reference account of
+    similar volume (p = 1/(n_ref + 1), the smallest attainable), with at least min_requests requests."""
+    acc = res.account_features.reset_index(drop=True)
+    p = feature_pvalues(acc, cal.reference, cal.config, (DISTRIBUTION_FEATURE,),
+                        common_floor=False)[DISTRIBUTION_FEATURE].to_numpy()
+    strata = _stratum(acc.n_requests.to_numpy(), cal.config.strata)
+    floor = np.array([1.0 / (len(cal.reference[int(s)][DISTRIBUTION_FEATURE]) + 1) for s in strata])
+    hit = (p <= floor * (1 + 1e-9)) & (acc.n_requests.to_numpy() >= cal.config.min_requests)
+    return set(acc.account_id[hit])
+
+
+def quality(res, labels: pd.DataFrame, cal=None) -> dict:
     flagged = {a.account_id for a in res.flagged_accounts}
     seen = {a.account_id for a in res.accounts}
     lab = labels[labels.account_id.isin(seen)].copy()
     lab["flagged"] = lab.account_id.isin(flagged)
+    lab["mmd_flagged"] = lab.account_id.isin(distribution_flags(res, cal)) if cal is not None else False
+    innocent_flagged = int(lab.flagged[lab.label_kind != "distiller"].sum())
     out: dict = {"per_strategy": {}, "per_kind_fpr": {}}
     for s in STRATEGIES:
         part = lab[lab.label_strategy == s]
         camps = part.groupby("label_campaign").flagged.mean()
-        out["per_strategy"][s] = {"accounts": int(len(part)), "account_recall": float(part.flagged.mean()),
-                                  "campaigns": int(len(camps)), "campaign_recall": float((camps >= 0.9).mean())}
+        mmd_camps = part.groupby("label_campaign").mmd_flagged.mean()
+        tp = int(part.flagged.sum())
+        out["per_strategy"][s] = {
+            "accounts": int(len(part)), "account_recall": float(part.flagged.mean()),
+            "campaigns": int(len(camps)), "campaign_recall": float((camps >= 0.9).mean()),
+            # precision of a log holding only this strategy's campaigns and all the innocents
+            "precision": tp / max(1, tp + innocent_flagged),
+            "mmd_account_recall": float(part.mmd_flagged.mean()),
+            "mmd_campaign_recall": float((mmd_camps >= 0.9).mean())}
     for k in ("benign", "batch", "eval", "student"):
         part = lab[lab.label_kind == k]
         out["per_kind_fpr"][k] = {"accounts": int(len(part)), "flagged": int(part.flagged.sum()),
-                                  "fpr": float(part.flagged.mean()) if len(part) else 0.0}
+                                  "fpr": float(part.flagged.mean()) if len(part) else 0.0,
+                                  "mmd_flagged": int(part.mmd_flagged.sum()),
+                                  "mmd_fpr": float(part.mmd_flagged.mean()) if len(part) else 0.0}
     innocent = lab[lab.label_kind != "distiller"]
     dist = lab[lab.label_kind == "distiller"]
     camps = dist.groupby("label_campaign").flagged.mean()
@@ -55,7 +80,20 @@ def quality(res, labels: pd.DataFrame) -> dict:
                       "false_positives": int(innocent.flagged.sum()),
                       "account_recall": float(dist.flagged.mean()),
                       "campaign_recall": float((camps >= 0.9).mean()),
-                      "precision": float(dist.flagged.sum() / max(1, lab.flagged.sum()))}
+                      "precision": float(dist.flagged.sum() / max(1, lab.flagged.sum())),
+                      "mmd_account_recall": float(dist.mmd_flagged.mean()),
+                      "mmd_campaign_recall": float((dist.groupby("label_campaign").mmd_flagged.mean() >= 0.9).mean()),
+                      "mmd_false_positives": int(innocent.mmd_flagged.sum()),
+                      "mmd_benign_account_fpr": float(innocent.mmd_flagged.mean())}
+    # how far the calls are from the threshold: own score / account threshold
+    own = pd.Series({a.account_id: a.score for a in res.accounts}) / max(res.account_threshold, 1e-12)
+    lab["own"] = lab.account_id.map(own)
+    out["score_margins"] = {"innocent_max": float(innocent.merge(lab[["account_id", "own"]]).own.max()),
+                            **{f"{s}_min": float(lab.own[lab.label_strategy == s].min()) for s in STRATEGIES}}
+    missed = camps[camps < 0.9].index
+    out["missed_campaigns"] = {c: {"strategy": str(dist.label_strategy[dist.label_campaign == c].iloc[0]),
+                                   "accounts": int((dist.label_campaign == c).sum()),
+                                   "flagged_share": float(camps[c])} for c in missed}
     return out
 
 
@@ -113,21 +151,29 @@ def markdown(r: dict) -> str:
     lines = [f"Simulated log: {r['log']['rows']:,} requests, {r['log']['accounts']:,} accounts "
              f"({q['overall']['innocent_accounts']:,} benign incl. hard negatives); thresholds from a separate "
              f"benign-only simulation of {r['log']['reference_accounts']:,} accounts. Machine: {r['machine']}.",
-             "", "| strategy | accounts | campaigns | account recall | campaign recall | median requests until "
-             "throttle / revoke (guard) |", "|---|---|---|---|---|---|"]
+             "", "| strategy | accounts | campaigns | campaign recall | account recall | precision | "
+             "MMD test alone: campaign / account recall | median requests until throttle / revoke (guard) |",
+             "|---|---|---|---|---|---|---|---|"]
     for s, v in q["per_strategy"].items():
         g = u["per_strategy"][s]
-        lines.append(f"| {s} | {v['accounts']} | {v['campaigns']} | {v['account_recall']:.1%} | "
-                     f"{v['campaign_recall']:.1%} | {g['median_requests_until_throttle']} / "
+        lines.append(f"| {s} | {v['accounts']} | {v['campaigns']} | {v['campaign_recall']:.1%} | "
+                     f"{v['account_recall']:.1%} | {v['precision']:.1%} | {v['mmd_campaign_recall']:.1%} / "
+                     f"{v['mmd_account_recall']:.1%} | {g['median_requests_until_throttle']} / "
                      f"{g['median_requests_until_revoke']} (of {g['median_requests_per_account']}) |")
-    lines += ["", "| benign kind | accounts | flagged | FPR |", "|---|---|---|---|"]
+    lines += ["", "| benign kind | accounts | flagged | FPR | MMD test alone: flagged (FPR) |", "|---|---|---|---|---|"]
     for k, v in q["per_kind_fpr"].items():
-        lines.append(f"| {k} | {v['accounts']} | {v['flagged']} | {v['fpr']:.2%} |")
+        lines.append(f"| {k} | {v['accounts']} | {v['flagged']} | {v['fpr']:.2%} | {v['mmd_flagged']} "
+                     f"({v['mmd_fpr']:.2%}) |")
     o = q["overall"]
     lines += ["", f"Overall: campaign recall {o['campaign_recall']:.1%}, account recall {o['account_recall']:.1%}, "
               f"precision {o['precision']:.1%}, benign-account FPR {o['benign_account_fpr']:.3%} "
               f"({o['false_positives']} of {o['innocent_accounts']}); guard replay of {u['replayed_rows']:,} rows: "
-              f"{u['innocent_actioned']} innocent accounts actioned, {u['guard_us_per_request']:.0f} µs/request.",
+              f"{u['innocent_actioned']} innocent accounts actioned, {u['guard_us_per_request']:.0f} µs/request. "
+              f"Distribution (MMD) test alone: campaign recall {o['mmd_campaign_recall']:.1%}, account recall "
+              f"{o['mmd_account_recall']:.1%}, benign-account FPR {o['mmd_benign_account_fpr']:.3%} "
+              f"({o['mmd_false_positives']} of {o['innocent_accounts']}). Own score / account threshold: highest "
+              f"innocent {q['score_margins']['innocent_max']:.2f}, lowest single-account extractor "
+              f"{q['score_margins']['single_min']:.2f}.",
               "", "| throughput | rows | seconds | rows/s |", "|---|---|---|---|"]
     e = r["scan_duckdb_end_to_end"]
     lines.append(f"| scan end to end, DuckDB (load, text prep, SQL, scoring) | {e['rows']:,} | {e['seconds']:.1f} | "
@@ -142,7 +188,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--benign", type=int, default=9500)
     ap.add_argument("--reference", type=int, default=5000, help="benign users in the calibration reference")
-    ap.add_argument("--campaigns", type=int, default=4, help="campaigns per strategy")
+    ap.add_argument("--campaigns", type=int, default=10, help="campaigns per strategy")
     ap.add_argument("--guard-sample", type=float, default=0.1, help="share of non-campaign accounts replayed")
     ap.add_argument("--no-spark", action="store_true")
     ap.add_argument("--markdown", action="store_true", help="print the docs table of the existing JSON")
@@ -179,7 +225,7 @@ def main() -> None:
                       "reference_accounts": cal.n_reference},
               "thresholds": {"account": cal.account_threshold, "campaign": cal.campaign_threshold,
                              "alpha": cal.config.alpha},
-              "quality": quality(res, labels)}
+              "quality": quality(res, labels, cal)}
     result["scan_duckdb_end_to_end"] = {"rows": sim.log.num_rows, "seconds": scan_s,
                                         "rows_per_s": sim.log.num_rows / scan_s}
     prepared = prepare(load_log(sim.log))

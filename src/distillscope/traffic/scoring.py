@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,9 @@ class ScoringConfig:
     reference account would be flagged).
     strata: lower bounds of the n_requests strata (1, 5, 20, 100, 500). min_stratum: a stratum with
     fewer reference accounts borrows its neighbours' (30; borrowing more mixes volumes, and the
-    volume-dependent features -- the distribution test above all -- lose their calibration). min_requests: accounts with fewer
-    requests are never flagged on their own, only through a campaign (5). margin: the flag
+    volume-dependent features -- the distribution test above all -- lose their calibration).
+    min_requests: accounts with fewer requests are never flagged on their own, only through a
+    campaign (5). margin: the flag
     thresholds are the benign quantile times this factor (1.25), because the scanned population is
     usually larger than the reference and its benign tail reaches further than the reference's.
     common_floor: a feature's p-values are floored at the coarsest resolution any stratum has
@@ -122,9 +124,9 @@ class Calibration:
         """The benign reference accounts' ``n_requests`` and scored features."""
         return pd.DataFrame(self.reference_rows, columns=["n_requests", *SCORED], dtype=float)
 
-    @property
+    @cached_property
     def distribution_reference(self) -> DistributionReference | None:
-        """The benign side of the distribution test (None when calibrated without it)."""
+        """The benign side of the distribution test (None when calibrated without it; parsed once)."""
         return DistributionReference.from_dict(self.distribution) if self.distribution else None
 
     def threshold_for(self, names: tuple[str, ...]) -> float:
