@@ -1,26 +1,44 @@
-"""Benchmark: radioactivity of students trained on a fraction ρ of watermarked teacher output.
+"""Benchmark: radioactivity of students fine-tuned on a fraction ρ of watermarked teacher output.
 
-Students of one architecture are fine-tuned on a mix where a fraction ρ of the training texts is our
-watermarked teacher output and the rest is the same teacher's output without the watermark (same
-style); null students see no watermarked text at all. For each student we run the audit's open
-(reading) and black-box tests and report the p-value, the scored tuples needed for p < 1e-5, and,
-over the null students, the empirical false-positive rate and a KS test of uniformity.
+Setting (after Sander et al. 2024, "Watermarking Makes Language Models Radioactive"). A teacher
+answers N + M prompts twice: with our watermark (KGW, γ = 0.25, δ = 2, h = 1, a fixed benchmark
+key) and without it. Student ρ is fine-tuned on N answers, the first round(ρN) watermarked and the
+rest the same teacher's unwatermarked answers to the other prompts (same style, same prompts for
+every student; only which answers carry the watermark changes). Null students are trained the
+same way on the N clean answers only. Every student is audited three ways:
 
-    python bench/audit/run.py            # CPU preset (tiny models), writes bench/results/audit.json
+* **open, trained texts** — Sander's *supervised* reading mode: the watermarked texts that were in
+  the student's training set (at most ``open_texts`` of them) are fed through it and its top-1
+  predictions are scored (``select_reading_pairs``: dedup + first-appearance window rule);
+* **open, held-out texts** — the M watermarked answers to prompts no student trained on;
+* **black-box** — the student answers our prompts by sampling, the answers are scored with the
+  filter of windows occurring in ≥ 2 of our N + M watermarked texts (``select_blackbox_pairs``);
+  we report the generated tokens and scored tuples at which p first fell below 1e-5.
+
+Each null student is audited with its own fresh key and its own freshly generated watermarked
+corpus (N + M texts), so the null p-values are independent draws; we report the false-positive
+rate at α = 0.01 and a KS test of uniformity per mode. The models, text and vocabulary are
+described in ``bench/audit/lm.py`` (docstring-English, compact SmolLM2 vocabulary, tiny Llamas).
+
+    python bench/audit/run.py                       # CPU preset, ~20 min on one core
+    python bench/audit/run.py --preset cpu-large    # 5,000 training texts, bigger students
     python bench/audit/run.py --preset gpu --device cuda
+    python bench/audit/run.py --render bench/results/audit.json   # the docs/benchmarks.md table
 
-Reference (Sander et al. 2024): open weights p < 1e-5 at ρ = 5 %; closed mode ~37k scored tokens
-for p < 1e-5 at ρ = 5 %.
+Reference: Sander et al. report p < 1e-5 at ρ = 5 % for an open-weights suspect and needed about
+37k scored tokens for p < 1e-5 at ρ = 5 % in closed mode.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import logging
 import math
 import os
+import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,110 +48,296 @@ from scipy import stats
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import lm  # noqa: E402
 from distillscope.audit.radioactivity import (TokenText, score_pairs, select_blackbox_pairs,  # noqa: E402
                                               select_reading_pairs, window_document_frequency)
-from distillscope.settings import load_settings  # noqa: E402
-from distillscope.teacher import SamplingParams, Teacher, load_model  # noqa: E402
+from distillscope.teacher import load_tokenizer  # noqa: E402
 from distillscope.watermark import WatermarkKey, make_scheme  # noqa: E402
 
+logger = logging.getLogger("bench.audit")
+P_TARGET = 1e-5
+
+_COMMON = dict(corpus_chars=3_000_000, prompt_tokens=8, rhos=(1.0, 0.2, 0.05, 0.01), gamma=0.25, delta=2.0,
+               context_width=2, top_k=50, temperature=1.0, min_window_df=2)
 PRESETS = {
-    "cpu": dict(teacher="tiny:0", student="tiny", texts=24, tokens=16, steps=12, lr=3e-3, batch=24, nulls=20,
-                null_steps=1, rhos=(1.0, 0.2, 0.05, 0.01), bb_prompts=24, delta=2.0),
-    "cpu-large": dict(teacher="tiny:0", student="tiny", texts=80, tokens=32, steps=30, lr=3e-3, batch=80, nulls=20,
-                      null_steps=4, rhos=(1.0, 0.2, 0.05, 0.01), bb_prompts=80, delta=2.0),
-    "gpu": dict(teacher="smollm2", student="smollm2", texts=2000, tokens=128, steps=400, lr=5e-5, batch=16,
-                nulls=20, null_steps=400, rhos=(1.0, 0.2, 0.05, 0.01), bb_prompts=500, delta=2.0),
+    "cpu": dict(_COMMON, vocab=1024, dim=64, layers=2, base_epochs=1, teacher_epochs=2, train_texts=1000,
+                heldout_texts=100, answer_tokens=32, epochs=8, lr=5e-3, batch=50, nulls=20, open_texts=100,
+                bb_tokens=24_576),
+    "cpu-large": dict(_COMMON, vocab=2048, dim=128, layers=2, base_epochs=2, teacher_epochs=5, train_texts=4000,
+                      heldout_texts=400, answer_tokens=64, epochs=8, lr=3e-3, batch=64, nulls=20, open_texts=400,
+                      bb_tokens=65_536),
+    "gpu": dict(_COMMON, vocab=4096, dim=384, layers=4, base_epochs=3, teacher_epochs=10, train_texts=20_000,
+                heldout_texts=1000, answer_tokens=64, epochs=6, lr=1e-3, batch=128, nulls=30, open_texts=1000,
+                bb_tokens=131_072),
+    "smoke": dict(_COMMON, corpus_chars=200_000, rhos=(1.0, 0.05), vocab=256, dim=32, layers=1, base_epochs=0.2,
+                  teacher_epochs=0.4, train_texts=100, heldout_texts=20, answer_tokens=16, epochs=1, lr=2e-3,
+                  batch=32, nulls=2, open_texts=50, bb_tokens=1024),
 }
 
 
-def finetune(spec: str, seqs: list[tuple[list[int], list[int]]], steps: int, lr: float, batch: int, seed: int,
-             settings, device: str):
-    """SFT on (prompt ids, answer ids): loss on answer tokens, AdamW, mini-batches."""
-    loaded = load_model(spec, settings=settings, dtype="float32", device=device)
-    model = loaded.model
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        idx = torch.randperm(len(seqs), generator=gen)[:batch].tolist()
-        chunk = [seqs[i] for i in idx]
-        width = max(len(p) + len(a) for p, a in chunk)
-        ids = torch.zeros((len(chunk), width), dtype=torch.long)
-        labels = torch.full_like(ids, -100)
-        mask = torch.zeros_like(ids)
-        for r, (p, a) in enumerate(chunk):
-            ids[r, :len(p) + len(a)] = torch.tensor(p + a)
-            labels[r, len(p):len(p) + len(a)] = torch.tensor(a)
-            mask[r, :len(p) + len(a)] = 1
-        model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
-    return loaded
+def bench_key(label: str) -> WatermarkKey:
+    """A deterministic key per label: the run is reproducible, the key id is recorded."""
+    return WatermarkKey.from_hex(hashlib.sha256(f"distillscope-bench-audit/{label}".encode()).hexdigest())
 
 
-def needed_for(curve, p_target: float = 1e-5, gamma: float = 0.25, green: float | None = None) -> float | None:
-    """Scored tuples at which p first fell below ``p_target``; else a KL extrapolation from ``green``."""
-    for n, p in curve:
-        if p < p_target:
-            return float(n)
-    if green is None or green <= gamma:
+def pretrained(docs, vocab: lm.Vocab, cfg, device, work: Path):
+    """The student base and the teacher: one Llama pretrained on the docstring corpus (next-token loss
+    on 72-token chunks); its state after ``base_epochs`` is the student base, after ``teacher_epochs``
+    the teacher. Cached in ``work``."""
+    tag = hashlib.sha256(json.dumps([cfg["dim"], cfg["layers"], cfg["base_epochs"], cfg["teacher_epochs"],
+                                     vocab.real.tolist(), len(docs)]).encode()).hexdigest()[:12]
+    paths = work / f"base-{tag}.pt", work / f"teacher-{tag}.pt"
+    base = lm.new_model(vocab.size, cfg["dim"], cfg["layers"], 0)
+    teacher = lm.new_model(vocab.size, cfg["dim"], cfg["layers"], 0)
+    if all(p.exists() for p in paths):
+        base.load_state_dict(torch.load(paths[0], map_location="cpu"))
+        teacher.load_state_dict(torch.load(paths[1], map_location="cpu"))
+        return base.to(device).eval(), teacher.to(device).eval(), {"cached": True}
+    seqs = [([lm.BOS], d[i:i + 72]) for d in docs for i in range(0, len(d) - 8, 72)]
+    b_loss = lm.train(base, seqs, epochs=cfg["base_epochs"], lr=3e-3, batch=64, seed=0, device=device)
+    teacher.load_state_dict(base.state_dict())
+    t_loss = lm.train(teacher, seqs, epochs=cfg["teacher_epochs"] - cfg["base_epochs"], lr=2e-3, batch=64, seed=1,
+                      device=device)
+    work.mkdir(parents=True, exist_ok=True)
+    torch.save(base.state_dict(), paths[0])
+    torch.save(teacher.state_dict(), paths[1])
+    return base, teacher, {"base_loss_per_epoch": b_loss, "teacher_extra_loss_per_epoch": t_loss}
+
+
+def make_prompts(docs, count: int, width: int) -> list[list[int]]:
+    """Distinct ``[BOS] + width`` id prompts: successive slices of the docstring paragraphs."""
+    seen, out = set(), []
+    for offset in range(0, 512, 24):
+        for d in docs:
+            p = tuple(d[offset:offset + width])
+            if len(p) == width and p not in seen:
+                seen.add(p)
+                out.append([lm.BOS, *p])
+                if len(out) == count:
+                    return out
+    raise SystemExit(f"only {len(out)} distinct prompts available, {count} needed: lower train_texts")
+
+
+def to_texts(vocab, prompts, answers) -> list[TokenText]:
+    return [TokenText(tuple(vocab.to_real(p)), tuple(vocab.to_real(a))) for p, a in zip(prompts, answers)]
+
+
+def first_crossing(bits: np.ndarray, ends: list[int], gamma: float) -> int | None:
+    """Index of the first boundary ``ends[i]`` (a count of scored tuples) where the exact binomial
+    p-value of the first ``ends[i]`` bits falls below P_TARGET."""
+    if not ends:
+        return None
+    cum = np.concatenate([[0], np.cumsum(bits)])
+    n = np.asarray(ends)
+    k = cum[n]
+    p = np.where(n > 0, stats.binom.sf(k - 1, np.maximum(n, 1), gamma), 1.0)
+    hit = np.nonzero(p < P_TARGET)[0]
+    return int(hit[0]) if hit.size else None
+
+
+def kl_extrapolation(green: float | None, gamma: float) -> float | None:
+    """Tuples needed for P_TARGET if the green fraction stayed at ``green`` (Chernoff/KL rate)."""
+    if green is None or green <= gamma or green >= 1:
         return None
     kl = green * math.log(green / gamma) + (1 - green) * math.log((1 - green) / (1 - gamma))
-    return math.log(1 / p_target) / kl
+    return math.log(1 / P_TARGET) / kl
 
 
-def audit_student(loaded, scheme, wm_texts: list[TokenText], frequent, prompts_ids, cfg, device: str) -> dict:
-    detector = scheme.detector()
-    preds = []
-    for i in range(0, len(wm_texts), 16):
-        tops = loaded.next_token_topk([list(t.stream) for t in wm_texts[i:i + 16]], 1)
-        for t, top in zip(wm_texts[i:i + 16], tops):
-            preds.append([tuple(int(x) for x in top.ids[pos - 1]) for pos in range(len(t.prompt_ids), len(t.stream))])
-    open_sel = select_reading_pairs(wm_texts, preds, scheme.context_width)
-    open_sc = score_pairs(detector, open_sel.pairs, chunk=10**9)
-    teacher_view = Teacher(loaded)
-    gens = teacher_view.generate(prompts_ids, SamplingParams(max_new_tokens=cfg["tokens"], temperature=1.0, top_k=50,
-                                                             seed=1), watermark=False, batch_size=64)
-    answers = [list(g.token_ids) for g in gens]
-    bb_sel = select_blackbox_pairs(answers, scheme.context_width, frequent)
-    bb_sc = score_pairs(detector, bb_sel.pairs, chunk=10**9)
+def green_bits(scheme, pairs) -> np.ndarray:
+    if not pairs:
+        return np.zeros(0, dtype=np.int64)
+    bits, _ = scheme.token_bits(torch.tensor([w for w, _ in pairs]), torch.tensor([[y] for _, y in pairs]))
+    return (bits[:, 0] < scheme.threshold).numpy().astype(np.int64)
+
+
+def result(sel, sc, scheme, bits: np.ndarray, ends: list[int]) -> dict:
     gamma = scheme.green_probability
-    out = {}
-    for name, sc in (("open", open_sc), ("blackbox", bb_sc)):
-        green = sc.score / sc.n_scored if sc.n_scored else None
-        out[name] = {"p_value": sc.p_value, "n_scored": sc.n_scored, "green_fraction": green,
-                     "tuples_for_p_1e-5": needed_for(sc.curve, 1e-5, gamma, green)}
+    green = sc.score / sc.n_scored if sc.n_scored else None
+    hit = first_crossing(bits, ends, gamma)
+    return {"p_value": sc.p_value, "n_scored": sc.n_scored, "green_fraction": green,
+            "tuples_for_p_1e-5": ends[hit] if hit is not None else None,
+            "tuples_for_p_1e-5_extrapolated": None if hit is not None else kl_extrapolation(green, gamma),
+            "selection": sel.summary(), "curve": [list(c) for c in sc.curve]}
+
+
+def audit_open(student, scheme, vocab, prompts, answers, cfg, device) -> dict:
+    """Reading mode on (prompt, watermarked answer) pairs: the student's top-1 at each answer position."""
+    texts = to_texts(vocab, prompts, answers)
+    preds_all = lm.top1(student, [p + a for p, a in zip(prompts, answers)], batch=128, device=device)
+    preds = [[[int(vocab.real[pr[len(p) - 1 + t]])] for t in range(len(a))]
+             for p, a, pr in zip(prompts, answers, preds_all)]
+    sel = select_reading_pairs(texts, preds, scheme.context_width)
+    sc = score_pairs(scheme.detector(), sel.pairs, chunk=10**9)
+    # scored tuples after each text (texts are scored in order, so the tuples of texts 0..i are a prefix;
+    # every prompt still counts as seen, as in the full selection)
+    ends = [len(select_reading_pairs(texts, preds[:i + 1] + [[]] * (len(texts) - i - 1),
+                                     scheme.context_width).pairs) for i in range(len(texts) - 1)] + [len(sel.pairs)]
+    out = result(sel, sc, scheme, green_bits(scheme, sel.pairs), ends)
+    out["texts"] = len(texts)
     return out
 
 
-def watermarked_corpus(teacher_loaded, prompts, enc, cfg, seed: int):
-    """A fresh key and the teacher's watermarked answers under it (what we served)."""
-    scheme = make_scheme("kgw", WatermarkKey.generate(), gamma=0.25, delta=cfg["delta"], context_width=1)
-    wm = Teacher(teacher_loaded, watermark=scheme).generate(
-        prompts, SamplingParams(max_new_tokens=cfg["tokens"], temperature=1.0, top_k=50, seed=seed),
-        watermark=True, batch_size=64)
-    wm_texts = [TokenText(tuple(e), tuple(g.token_ids)) for e, g in zip(enc, wm)]
-    df = window_document_frequency([t.answer_ids for t in wm_texts], 1)
-    return scheme, wm, wm_texts, {w for w, c in df.items() if c >= 2}
+def audit_blackbox(student, scheme, vocab, bb_prompts, frequent, cfg, device, seed: int) -> dict:
+    """Black-box mode: the student's sampled answers to our prompts, scored on frequent windows."""
+    answers = lm.generate(student, bb_prompts, new_tokens=cfg["answer_tokens"], top_k=cfg["top_k"],
+                          temperature=cfg["temperature"], seed=seed, batch=256, device=device)
+    real = [vocab.to_real(a) for a in answers]
+    sel = select_blackbox_pairs(real, scheme.context_width, frequent)
+    sc = score_pairs(scheme.detector(), sel.pairs, chunk=10**9)
+    scored: set = set()
+    ends = []
+    for ids in real:  # the same rule as select_blackbox_pairs, to know where each answer's tuples end
+        for pos in range(scheme.context_width, len(ids)):
+            w = tuple(ids[pos - scheme.context_width:pos])
+            if w in frequent:
+                scored.add((w, ids[pos]))
+        ends.append(len(scored))
+    assert ends[-1] == len(sel.pairs)
+    out = result(sel, sc, scheme, green_bits(scheme, sel.pairs), ends)
+    hit = first_crossing(green_bits(scheme, sel.pairs), ends, scheme.green_probability)
+    out["generated_tokens"] = len(real) * cfg["answer_tokens"]
+    out["generated_tokens_for_p_1e-5"] = (hit + 1) * cfg["answer_tokens"] if hit is not None else None
+    return out
+
+
+def served_corpus(teacher, scheme, vocab, prompts, cfg, device, seed: int):
+    """Our watermarked answers to every prompt under ``scheme`` and the black-box window filter."""
+    wm = lm.generate(teacher, prompts, new_tokens=cfg["answer_tokens"], top_k=cfg["top_k"],
+                     temperature=cfg["temperature"], seed=seed, batch=256, device=device, scheme=scheme, vocab=vocab,
+                     delta=cfg["delta"])
+    df = window_document_frequency([vocab.to_real(a) for a in wm], scheme.context_width)
+    frequent = {w for w, c in df.items() if c >= cfg["min_window_df"]}
+    h = scheme.context_width
+    self_check = score_pairs(scheme.detector(), [(tuple(vocab.to_real(p + a)[len(p) + i - h:len(p) + i]),
+                                                  int(vocab.real[a[i]])) for p, a in zip(prompts[:200], wm[:200])
+                                                 for i in range(len(a))], chunk=10**9)
+    return wm, frequent, {"n_scored": self_check.n_scored, "green_fraction": self_check.score / self_check.n_scored,
+                          "p_value": self_check.p_value}
+
+
+def student_run(label, base, seqs, cfg, device, seed) -> tuple:
+    student = lm.new_model(base.config.vocab_size, cfg["dim"], cfg["layers"], seed)
+    student.load_state_dict(base.state_dict())
+    t = time.perf_counter()
+    losses = lm.train(student, seqs, epochs=cfg["epochs"], lr=cfg["lr"], batch=cfg["batch"], seed=seed,
+                      device=device)
+    return student, {"train_loss_per_epoch": losses, "train_seconds": time.perf_counter() - t}
+
+
+def hardware(device: str) -> dict:
+    out = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+           "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device,
+           "load_average_at_start": os.getloadavg()}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(0)
+    return out
+
+
+def run(cfg: dict, device: str, work: Path, log_path: Path | None = None) -> dict:
+    t0 = time.perf_counter()
+    tok = load_tokenizer("smollm2")
+    vocab, docs = lm.build_corpus(tok, cfg["vocab"], cfg["corpus_chars"])
+    base, teacher, pre = pretrained(docs, vocab, cfg, device, work)
+    logger.info("pretrained %.0f s: %s", time.perf_counter() - t0, pre)
+    N, M = cfg["train_texts"], cfg["heldout_texts"]
+    prompts = make_prompts(docs, N + M, cfg["prompt_tokens"])
+    scheme = make_scheme("kgw", bench_key("suspects"), gamma=cfg["gamma"], delta=cfg["delta"], context_width=cfg["context_width"])
+    wm, frequent, check = served_corpus(teacher, scheme, vocab, prompts, cfg, device, seed=11)
+    clean = lm.generate(teacher, prompts[:N], new_tokens=cfg["answer_tokens"], top_k=cfg["top_k"],
+                        temperature=cfg["temperature"], seed=12, batch=256, device=device)
+    n_bb = cfg["bb_tokens"] // cfg["answer_tokens"]
+    bb_prompts = [prompts[i % len(prompts)] for i in range(n_bb)]
+    log = {"config": {**cfg, "rhos": list(cfg["rhos"])}, "hardware": hardware(device),
+           "corpus": {"paragraphs": len(docs), "tokens": sum(map(len, docs)), "vocab": vocab.size},
+           "pretraining": pre, "teacher": {"first_token_entropy_nats": lm.mean_entropy(
+               teacher, prompts[:256], top_k=cfg["top_k"], temperature=cfg["temperature"], device=device)},
+           "scheme": scheme.config(), "served_self_check": check,
+           "rho": {}, "nulls": []}
+    logger.info("setup %.0f s; served corpus %s", time.perf_counter() - t0, check)
+    for rho in cfg["rhos"]:
+        n_wm = round(rho * N)
+        seqs = [(prompts[i], wm[i] if i < n_wm else clean[i]) for i in range(N)]
+        student, info = student_run(f"rho={rho:g}", base, seqs, cfg, device, seed=100)
+        k = min(n_wm, cfg["open_texts"])
+        info["watermarked_texts"] = n_wm
+        info["open_trained"] = audit_open(student, scheme, vocab, prompts[:k], wm[:k], cfg, device)
+        info["open_heldout"] = audit_open(student, scheme, vocab, prompts[N:], wm[N:], cfg, device)
+        info["blackbox"] = audit_blackbox(student, scheme, vocab, bb_prompts, frequent, cfg, device, seed=13)
+        log["rho"][f"{rho:g}"] = info
+        logger.info("rho=%g: %s", rho, brief(info))
+        flush(log, log_path)
+    for k in range(cfg["nulls"]):
+        # a fresh key and a fresh served corpus per null: independent p-values
+        scheme_k = make_scheme("kgw", bench_key(f"null-{k}"), gamma=cfg["gamma"], delta=cfg["delta"],
+                               context_width=cfg["context_width"])
+        wm_k, frequent_k, _ = served_corpus(teacher, scheme_k, vocab, prompts, cfg, device, seed=1000 + k)
+        seqs = [(prompts[i], clean[i]) for i in range(N)]
+        student, info = student_run(f"null {k}", base, seqs, cfg, device, seed=200 + k)
+        info["key_id"] = scheme_k.key.key_id
+        info["open_heldout"] = audit_open(student, scheme_k, vocab, prompts[N:], wm_k[N:], cfg, device)
+        n5 = min(round(0.05 * N), cfg["open_texts"])
+        info["open_trained_size"] = audit_open(student, scheme_k, vocab, prompts[:n5], wm_k[:n5], cfg, device)
+        info["blackbox"] = audit_blackbox(student, scheme_k, vocab, bb_prompts, frequent_k, cfg, device,
+                                          seed=2000 + k)
+        log["nulls"].append(info)
+        logger.info("null %d: %s", k, brief(info))
+        flush(log, log_path)
+    log["summary"] = summarise(log["nulls"])
+    log["seconds"] = time.perf_counter() - t0
+    return log
+
+
+def brief(info: dict) -> str:
+    return ", ".join(f"{m} p={info[m]['p_value']:.3g} n={info[m]['n_scored']} g={info[m]['green_fraction'] or 0:.3f}"
+                     for m in ("open_trained", "open_trained_size", "open_heldout", "blackbox") if m in info)
+
+
+def summarise(nulls: list[dict]) -> dict:
+    out = {}
+    for mode in ("open_heldout", "open_trained_size", "blackbox"):
+        ps = [n[mode]["p_value"] for n in nulls]
+        out[mode] = {"null_fpr_at_0.01": float(np.mean([p <= 0.01 for p in ps])) if ps else None,
+                     "null_ks_pvalue": float(stats.kstest(ps, "uniform").pvalue) if len(ps) > 1 else None,
+                     "null_min_p": min(ps) if ps else None, "null_p_values": ps}
+    return out
+
+
+def flush(log: dict, path: Path | None) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(log, indent=1))
+
+
+def fmt(x) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.2g}" if x < 1e4 else f"{x:,.0f}"
+    return f"{x:,}" if isinstance(x, int) else str(x)
 
 
 def markdown_table(log: dict) -> str:
-    """The table for docs/benchmarks.md."""
-    def fmt(x):
-        return "—" if x is None else (f"{x:.2g}" if isinstance(x, float) else str(x))
-
-    lines = ["| ρ (realised) | open p | open n | open tuples for p<1e-5 | black-box p | black-box n | "
-             "black-box tuples for p<1e-5 |", "|---|---|---|---|---|---|---|"]
+    """The tables for docs/benchmarks.md."""
+    lines = ["| ρ | wm texts | open (trained) p | n | tuples for p<1e-5 | open (held-out) p | n | black-box p "
+             "| n | gen. tokens for p<1e-5 | tuples for p<1e-5 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for rho, r in log["rho"].items():
-        lines.append(f"| {rho} ({r['realised_fraction']:.3g}) | {fmt(r['open']['p_value'])} | {r['open']['n_scored']} | "
-                     f"{fmt(r['open']['tuples_for_p_1e-5'])} | {fmt(r['blackbox']['p_value'])} | "
-                     f"{r['blackbox']['n_scored']} | {fmt(r['blackbox']['tuples_for_p_1e-5'])} |")
+        o, h, b = r["open_trained"], r["open_heldout"], r["blackbox"]
+
+        def need(d):
+            if d["tuples_for_p_1e-5"] is not None:
+                return fmt(d["tuples_for_p_1e-5"])
+            x = d["tuples_for_p_1e-5_extrapolated"]
+            return "—" if x is None else f"≈{x:,.0f} (extrap.)"
+        lines.append(f"| {float(rho):.0%} | {r['watermarked_texts']:,} | {fmt(o['p_value'])} | {o['n_scored']:,} | "
+                     f"{need(o)} | {fmt(h['p_value'])} | {h['n_scored']:,} | {fmt(b['p_value'])} | "
+                     f"{b['n_scored']:,} | {fmt(b['generated_tokens_for_p_1e-5'])} | {need(b)} |")
+    lines += ["", "| null students | mode | false-positive rate at 0.01 | KS p (uniformity) | smallest p |",
+              "|---|---|---|---|---|"]
     for mode, s in log["summary"].items():
-        lines.append(f"\n{mode}: {len(log['nulls'])} null students, false-positive rate at 0.01 = "
-                     f"{fmt(s['null_fpr_at_0.01'])}, KS p (uniformity) = {fmt(s['null_ks_pvalue'])}, "
-                     f"smallest null p = {fmt(s['null_min_p'])}")
+        lines.append(f"| {len(log['nulls'])} | {mode} | {fmt(s['null_fpr_at_0.01'])} | {fmt(s['null_ks_pvalue'])} "
+                     f"| {fmt(s['null_min_p'])} |")
     return "\n".join(lines)
 
 
@@ -141,52 +345,33 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--nulls", type=int, default=None, help="number of null students (default: preset)")
+    ap.add_argument("--nulls", type=int, default=None, help="number of null students (default: the preset's)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a preset value (JSON value), e.g. --set epochs=6 --set 'rhos=[0.05]'")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--work", default=os.environ.get("DISTILLSCOPE_BENCH_WORK", "/tmp/distillscope-bench-audit"),
+                    help="cache for the pretrained teacher and student base")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "audit.json"))
+    ap.add_argument("--render", metavar="JSON", help="print the markdown table of a results file and exit")
     args = ap.parse_args(argv)
+    if args.render:
+        log = json.loads(Path(args.render).read_text())
+        print(markdown_table(log))
+        return log
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     cfg = dict(PRESETS[args.preset])
+    cfg["preset"] = args.preset
     if args.nulls is not None:
         cfg["nulls"] = args.nulls
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    t0 = time.perf_counter()
-    home = Path(tempfile.mkdtemp(prefix="bench-audit-"))
-    settings = load_settings(home=home, model_cache=os.environ.get("DISTILLSCOPE_MODEL_CACHE") or home / "models")
-    teacher_loaded = load_model(cfg["teacher"], settings=settings, dtype="float32", device=args.device)
-    prompts = [f"Question {i}: explain topic {i} in a few sentences." for i in range(cfg["texts"])]
-    plain = Teacher(teacher_loaded)
-    enc = [plain.encode_prompt(p) for p in prompts]
-    clean = plain.generate(prompts, SamplingParams(max_new_tokens=cfg["tokens"], temperature=1.0, top_k=50, seed=7),
-                           watermark=False, batch_size=64)
-    scheme, wm, wm_texts, frequent = watermarked_corpus(teacher_loaded, prompts, enc, cfg, seed=0)
-    bb_prompts = prompts[:cfg["bb_prompts"]]  # the prompts in our log: the audit's default too
-    log = {"config": {**cfg, "rhos": list(cfg["rhos"])}, "key_id": scheme.key.key_id, "rho": {}, "nulls": []}
-    for rho in cfg["rhos"]:
-        n_wm = max(1, round(rho * cfg["texts"]))  # at least one text: the realised fraction is reported
-        seqs = [(enc[i], list(wm[i].token_ids)) for i in range(n_wm)] + \
-               [(enc[i], list(clean[i].token_ids)) for i in range(n_wm, cfg["texts"])]
-        student = finetune(cfg["student"], seqs, cfg["steps"], cfg["lr"], cfg["batch"], 0, settings, args.device)
-        log["rho"][f"{rho:g}"] = audit_student(student, scheme, wm_texts, frequent, bb_prompts, cfg, args.device)
-        log["rho"][f"{rho:g}"]["realised_fraction"] = n_wm / cfg["texts"]
-        print(f"rho={rho:g}: {log['rho'][f'{rho:g}']}", file=sys.stderr, flush=True)
-    for k in range(cfg["nulls"]):
-        # a fresh key (and so a fresh watermarked corpus) per null: p-values of different nulls are independent
-        scheme_k, _, wm_texts_k, frequent_k = watermarked_corpus(teacher_loaded, prompts, enc, cfg, seed=1 + k)
-        seqs = [(enc[i], list(clean[i].token_ids)) for i in range(cfg["texts"])]
-        spec = cfg["student"] if cfg["student"] != "tiny" else f"tiny:{100 + k}"
-        student = finetune(spec, seqs, cfg["null_steps"], cfg["lr"], cfg["batch"], k, settings, args.device)
-        log["nulls"].append(audit_student(student, scheme_k, wm_texts_k, frequent_k, bb_prompts, cfg, args.device))
-        print(f"null {k}: {log['nulls'][-1]['open']['p_value']:.3g} {log['nulls'][-1]['blackbox']['p_value']:.3g}",
-              file=sys.stderr, flush=True)
-    summary = {}
-    for mode in ("open", "blackbox"):
-        ps = [n[mode]["p_value"] for n in log["nulls"]]
-        summary[mode] = {"null_fpr_at_0.01": float(np.mean([p <= 0.01 for p in ps])) if ps else None,
-                         "null_ks_pvalue": float(stats.kstest(ps, "uniform").pvalue) if len(ps) > 1 else None,
-                         "null_min_p": min(ps) if ps else None}
-    log["summary"] = summary
-    log["seconds"] = time.perf_counter() - t0
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(log, indent=2))
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in cfg:
+            ap.error(f"--set {item!r}: unknown key {key!r}; known: {', '.join(sorted(cfg))}")
+        cfg[key] = json.loads(value)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    log = run(cfg, args.device, Path(args.work), out)
+    flush(log, out)
     print(markdown_table(log))
     print(f"\n{log['seconds']:.0f} s")
     return log

@@ -18,6 +18,15 @@ each window scored at its first appearance, the dependence between windows is a 
 first appearance, so the scored bits are sequentially Bernoulli(γ) and the binomial tail is exact.
 Duplicated tuples are scored once (a repeated tuple is the same coin, counted twice).
 
+The rule is deliberately global (across texts), not per text, although a text's prefix holds only
+its own tokens: with a per-text rule, text A meeting windows u then v and text B meeting v then u
+score ``G_v[y_A(G_u)]`` and ``G_u[y_B(G_v)]``, a cycle. A suspect whose prediction after v in A
+depends on whether some token is green for u (it can see u's watermarked successor in A's prefix),
+and vice versa in B, makes the two bits positively correlated under H0 (P(both green) can exceed
+γ²), and the binomial tail is no longer exact. The global order rules such cycles out, at the cost
+of scoring each window once per corpus (for h = 1: at most one tuple per vocabulary entry with
+top-1 predictions).
+
 In black-box mode the suspect's answers do not depend on the key at all under H0; the filter
 keeps windows by their *document frequency* in our corpus, which does not depend on the window's
 own green list (the list is first used after the window is complete).
