@@ -37,6 +37,9 @@ from distillscope.progress import Progress, ensure_progress
 
 logger = logging.getLogger(__name__)
 
+AFFINITY_BATCH = 8
+"""Answers scored per forward pass of the teacher and of each reference model."""
+
 IDENTITY_PROBES = ("Who made you?", "What model are you?", "Which company trained you, and what is your name?")
 
 
@@ -57,30 +60,41 @@ class LikelihoodScorer:
 
     def logprob(self, prompt: str, answer: str) -> float:
         """Sum of the answer tokens' log-probabilities given the (chat-formatted) prompt."""
-        prefix = self._prefix(prompt)
-        ans = list(self.loaded.tokenizer.encode(answer, add_special_tokens=False))
-        ids = (prefix + ans)[: self.max_length]
-        start = max(1, len(prefix))
-        if len(ids) < 2 or len(ids) <= start:
-            return 0.0
-        lp = self.loaded.token_logprobs([ids])[0]  # lp[i] = log p(ids[i+1] | ids[:i+1])
-        return float(lp[start - 1:].sum())
+        return self.logprobs([prompt], [answer])[0]
+
+    def logprobs(self, prompts: Sequence[str], answers: Sequence[str], *, batch_size: int = 8) -> list[float]:
+        """:meth:`logprob` of each (prompt, answer) pair, scored ``batch_size`` sequences per forward pass."""
+        seqs: list[tuple[list[int], int]] = []
+        for prompt, answer in zip(prompts, answers, strict=True):
+            prefix = self._prefix(prompt)
+            ids = (prefix + list(self.loaded.tokenizer.encode(answer, add_special_tokens=False)))[: self.max_length]
+            seqs.append((ids, max(1, len(prefix))))
+        scorable = [i for i, (ids, start) in enumerate(seqs) if len(ids) >= 2 and len(ids) > start]
+        out = [0.0] * len(seqs)
+        lps = self.loaded.token_logprobs([seqs[i][0] for i in scorable], batch_size=batch_size) if scorable else []
+        for i, lp in zip(scorable, lps):  # lp[j] = log p(ids[j+1] | ids[:j+1])
+            out[i] = float(lp[seqs[i][1] - 1:].sum())
+        return out
 
 
 def teacher_affinity(prompts: Sequence[str], texts: Sequence[str | None], teacher: LikelihoodScorer,
                      references: Sequence[LikelihoodScorer], *, progress: Progress | None = None,
                      label: str = "teacher affinity") -> list[float | None]:
     """``d(x)`` per answer (None where there is no answer)."""
-    out: list[float | None] = []
+    if len(prompts) != len(texts):
+        raise ValueError(f"{len(prompts)} prompts for {len(texts)} answers")
+    out: list[float | None] = [None] * len(texts)
+    rows = [i for i, text in enumerate(texts) if text and text.strip()]
     with ensure_progress(progress).task(label, total=len(texts)) as task:
-        for prompt, text in zip(prompts, texts, strict=True):
-            if not text or not text.strip():
-                out.append(None)
-            else:
-                lp_t = teacher.logprob(prompt, text)
-                lp_r = max(r.logprob(prompt, text) for r in references)
-                out.append((lp_t - lp_r) / max(1, len(text)))
-            task.advance()
+        for b in range(0, len(rows), AFFINITY_BATCH):
+            chunk = rows[b:b + AFFINITY_BATCH]
+            ps, ts = [prompts[i] for i in chunk], [str(texts[i]) for i in chunk]
+            lp_t = teacher.logprobs(ps, ts)
+            lp_r = [max(col) for col in zip(*(r.logprobs(ps, ts) for r in references))]
+            for i, t, r in zip(chunk, lp_t, lp_r):
+                out[i] = (t - r) / max(1, len(texts[i]))
+            task.advance(len(chunk))
+        task.advance(len(texts) - len(rows))
     return out
 
 

@@ -9,7 +9,7 @@ import logging
 import platform
 import sys
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from distillscope.audit import attribution, radioactivity
 from distillscope.audit.access import (Answers, LocalSuspect, Suspect, TextsSuspect, open_suspect, parse_spec,
@@ -109,6 +109,7 @@ class _Shared:
     prompts: list[str]
     frequent_windows: set
     progress: Progress
+    loaded: dict[str, Any] = field(default_factory=dict)
     scorers: tuple | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -165,8 +166,11 @@ def _scorers(sh: _Shared) -> tuple:
     if sh.scorers is None:
         from distillscope.teacher import load_model
 
-        teacher = load_model(sh.config.teacher or sh.settings.teacher, settings=sh.settings, dtype="float32")
-        refs = [load_model(r, settings=sh.settings, dtype="float32") for r in sh.config.references]
+        def load(spec: str) -> Any:
+            return sh.loaded.get(spec) or load_model(spec, settings=sh.settings, dtype="float32")
+
+        teacher = load(sh.config.teacher or sh.settings.teacher)
+        refs = [load(r) for r in sh.config.references]
         sh.scorers = (attribution.LikelihoodScorer(teacher), tuple(attribution.LikelihoodScorer(r) for r in refs))
     return sh.scorers
 
@@ -262,8 +266,13 @@ def _reproducibility(config: AuditConfig, sh: _Shared, models: dict[str, ModelAu
 
 
 def run_audit(config: AuditConfig, *, settings: Any = None, scheme: Any = None, progress: Progress | None = None,
-              command: str | None = None) -> AuditResult:
-    """Run every requested test on the suspect and the control and decide the verdict."""
+              command: str | None = None, loaded: Mapping[str, Any] | None = None) -> AuditResult:
+    """Run every requested test on the suspect and the control and decide the verdict.
+
+    ``loaded`` maps model specs (the teacher's, a reference's) to models the caller already holds
+    (teacher-runtime ``LoadedModel``); the passive test scores with those instead of loading them
+    again (float32 otherwise). Any dtype gives a valid test: suspect and control are scored alike.
+    """
     from distillscope.settings import load_settings
     from distillscope.teacher import load_tokenizer
 
@@ -285,7 +294,8 @@ def run_audit(config: AuditConfig, *, settings: Any = None, scheme: Any = None, 
     texts = tokenize_corpus(corpus, tokenizer)
     df = radioactivity.window_document_frequency([t.answer_ids for t in texts], scheme.context_width)
     sh = _Shared(config, settings, scheme, scheme.detector(tokenizer=tokenizer), tokenizer, corpus, prompts,
-                 {w for w, c in df.items() if c >= config.min_window_df}, ensure_progress(progress))
+                 {w for w, c in df.items() if c >= config.min_window_df}, ensure_progress(progress),
+                 dict(loaded or {}))
     check, problems = _corpus_check(sh)
     answers: dict[str, Answers] = {}
     if needs_answers:
