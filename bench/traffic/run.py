@@ -26,7 +26,7 @@ from distillscope.traffic.engines import make_engine
 from distillscope.traffic.features import (SQL_COLUMNS, coordination_keys_sql, coordination_pairs_sql,
                                            entity_features_sql)
 from distillscope.traffic.prepare import prepare
-from distillscope.traffic.distribution import DISTRIBUTION_FEATURE
+from distillscope.traffic.distribution import DISTRIBUTION_FEATURE, DistributionConfig, RandomFeatures, distribution_sql
 from distillscope.traffic.reference import benign_reference_config
 from distillscope.traffic.scoring import _stratum, feature_pvalues
 from distillscope.traffic.schema import load_log
@@ -137,6 +137,8 @@ def throughput(prepared: pa.Table, engine_name: str, **options) -> dict:
         eng.run(entity_features_sql(), {"requests": slim.slice(0, 1000)})   # warm-up (JVM, plans)
         t0 = time.perf_counter()
         eng.run(entity_features_sql(), {"requests": slim})
+        dist = DistributionConfig()
+        eng.run(distribution_sql(RandomFeatures.draw(dist), dist), {"requests": slim})
         rare = eng.run(coordination_keys_sql(), {"requests": slim})
         eng.run(coordination_pairs_sql(), {"rare_keys": rare})
         seconds = time.perf_counter() - t0
@@ -179,7 +181,7 @@ def markdown(r: dict) -> str:
     lines.append(f"| scan end to end, DuckDB (load, text prep, SQL, scoring) | {e['rows']:,} | {e['seconds']:.1f} | "
                  f"{e['rows_per_s']:,.0f} |")
     for name, t in r["sql_throughput"].items():
-        lines.append(f"| feature + coordination SQL, {name} | {t['rows']:,} | {t['seconds']:.1f} | "
+        lines.append(f"| feature + distribution + coordination SQL, {name} | {t['rows']:,} | {t['seconds']:.1f} | "
                      f"{t['rows_per_s']:,.0f} |")
     return "\n".join(lines)
 

@@ -39,9 +39,10 @@ from distillscope.errors import TrafficError
 from distillscope.traffic.features import FeatureQuery, entity_source_sql
 from distillscope.traffic.prepare import EMBED_COLUMNS
 
-#: Name of the distribution statistic among the scored features, with its direction and meaning.
+#: Name and meaning of the distribution statistic among the scored features (direction: high).
 DISTRIBUTION_FEATURE = "mmd"
-DISTRIBUTION_MEANING = "kernel MMD^2 of the account's requests against benign traffic (distribution test)"
+DISTRIBUTION_MEANING = ("kernel MMD^2 of the request distribution against the nearest benign reference accounts "
+                        "(distribution test)")
 
 _HOUR = 2 * math.pi / 24
 #: Per-request inputs of the embedding: name -> SQL expressions (one per dimension), each of
