@@ -184,18 +184,18 @@ def generate(model, prompts: list[list[int]], *, new_tokens: int, top_k: int, te
 
 
 @torch.no_grad()
-def top1(model, streams: list[list[int]], *, batch: int, device: str) -> list[list[int]]:
-    """The model's top-1 next token after every prefix of each stream (``[t]`` predicts ``stream[t+1]``)."""
+def topk(model, streams: list[list[int]], k: int, *, batch: int, device: str) -> list[list[list[int]]]:
+    """The model's top-k next tokens after every prefix of each stream (``[t]`` predicts ``stream[t+1]``)."""
     model.to(device).eval()
-    out: list[list[int]] = []
+    out: list[list[list[int]]] = []
     for i in range(0, len(streams), batch):
         chunk = streams[i:i + batch]
         width = max(len(s) for s in chunk)
         ids = torch.full((len(chunk), width), BOS, dtype=torch.long)
         for r, s in enumerate(chunk):
             ids[r, :len(s)] = torch.tensor(s)
-        arg = model(input_ids=ids.to(device)).logits.argmax(-1).cpu()
-        out.extend(arg[r, :len(s)].tolist() for r, s in enumerate(chunk))
+        top = model(input_ids=ids.to(device)).logits.topk(k, dim=-1).indices.cpu()
+        out.extend(top[r, :len(s)].tolist() for r, s in enumerate(chunk))
     return out
 
 

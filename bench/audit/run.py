@@ -20,10 +20,17 @@ corpus (N + M texts), so the null p-values are independent draws; we report the 
 rate at α = 0.01 and a KS test of uniformity per mode. The models, text and vocabulary are
 described in ``bench/audit/lm.py`` (docstring-English, compact SmolLM2 vocabulary, tiny Llamas).
 
-    python bench/audit/run.py                       # CPU preset, ~20 min on one core
-    python bench/audit/run.py --preset cpu-large    # 5,000 training texts, bigger students
-    python bench/audit/run.py --preset gpu --device cuda
-    python bench/audit/run.py --render bench/results/audit.json   # the docs/benchmarks.md table
+    python bench/audit/run.py                       # cpu: 1,000 texts, 1,024-token vocabulary, 20 nulls
+                                                    #   (~15 min on one free core) -> bench/results/audit.json
+    python bench/audit/run.py --preset cpu-large    # the same grid, 4,096-token vocabulary (~2x slower)
+                                                    #   -> bench/results/audit-cpu-large.json
+    python bench/audit/run.py --preset gpu --device cuda   # 5,000 texts, 8,192 tokens, 256-dim students
+    python bench/audit/run.py --render bench/results/audit.json   # the docs/benchmarks.md tables
+
+With h = 1 and top-1 predictions, the first-appearance rule scores each vocabulary entry at most
+once per audited corpus, so reading mode's n is capped by the number of distinct tokens in the
+fed texts (about 170 with the 1,024-token vocabulary); ``cpu-large`` exists to show the effect of
+a larger vocabulary on that cap. Pass ``--set KEY=JSON`` to override a preset value.
 
 Reference: Sander et al. report p < 1e-5 at ρ = 5 % for an open-weights suspect and needed about
 37k scored tokens for p < 1e-5 at ρ = 5 % in closed mode.
@@ -60,16 +67,16 @@ logger = logging.getLogger("bench.audit")
 P_TARGET = 1e-5
 
 _COMMON = dict(corpus_chars=3_000_000, prompt_tokens=8, rhos=(1.0, 0.2, 0.05, 0.01), gamma=0.25, delta=2.0,
-               context_width=2, top_k=50, temperature=1.0, min_window_df=2)
+               context_width=1, top_k=50, open_topk=(1, 2, 4, 8), temperature=1.0, min_window_df=2)
 PRESETS = {
     "cpu": dict(_COMMON, vocab=1024, dim=64, layers=2, base_epochs=1, teacher_epochs=2, train_texts=1000,
-                heldout_texts=100, answer_tokens=32, epochs=8, lr=5e-3, batch=50, nulls=20, open_texts=100,
+                heldout_texts=100, answer_tokens=32, epochs=12, lr=5e-3, batch=50, nulls=20, open_texts=100,
                 bb_tokens=24_576),
-    "cpu-large": dict(_COMMON, vocab=2048, dim=128, layers=2, base_epochs=2, teacher_epochs=5, train_texts=4000,
-                      heldout_texts=400, answer_tokens=64, epochs=8, lr=3e-3, batch=64, nulls=20, open_texts=400,
-                      bb_tokens=65_536),
-    "gpu": dict(_COMMON, vocab=4096, dim=384, layers=4, base_epochs=3, teacher_epochs=10, train_texts=20_000,
-                heldout_texts=1000, answer_tokens=64, epochs=6, lr=1e-3, batch=128, nulls=30, open_texts=1000,
+    "cpu-large": dict(_COMMON, vocab=4096, dim=64, layers=2, base_epochs=1, teacher_epochs=2, train_texts=1000,
+                      heldout_texts=100, answer_tokens=32, epochs=12, lr=5e-3, batch=50, nulls=20, open_texts=100,
+                      bb_tokens=24_576),
+    "gpu": dict(_COMMON, vocab=8192, dim=256, layers=4, base_epochs=2, teacher_epochs=6, train_texts=5000,
+                heldout_texts=500, answer_tokens=64, epochs=8, lr=2e-3, batch=128, nulls=30, open_texts=500,
                 bb_tokens=131_072),
     "smoke": dict(_COMMON, corpus_chars=200_000, rhos=(1.0, 0.05), vocab=256, dim=32, layers=1, base_epochs=0.2,
                   teacher_epochs=0.4, train_texts=100, heldout_texts=20, answer_tokens=16, epochs=1, lr=2e-3,
@@ -91,10 +98,12 @@ def pretrained(docs, vocab: lm.Vocab, cfg, device, work: Path):
     paths = work / f"base-{tag}.pt", work / f"teacher-{tag}.pt"
     base = lm.new_model(vocab.size, cfg["dim"], cfg["layers"], 0)
     teacher = lm.new_model(vocab.size, cfg["dim"], cfg["layers"], 0)
-    if all(p.exists() for p in paths):
+    info_path = work / f"pretraining-{tag}.json"
+    if all(p.exists() for p in (*paths, info_path)):
         base.load_state_dict(torch.load(paths[0], map_location="cpu"))
         teacher.load_state_dict(torch.load(paths[1], map_location="cpu"))
-        return base.to(device).eval(), teacher.to(device).eval(), {"cached": True}
+        return base.to(device).eval(), teacher.to(device).eval(), {**json.loads(info_path.read_text()),
+                                                                   "cached": True}
     seqs = [([lm.BOS], d[i:i + 72]) for d in docs for i in range(0, len(d) - 8, 72)]
     b_loss = lm.train(base, seqs, epochs=cfg["base_epochs"], lr=3e-3, batch=64, seed=0, device=device)
     teacher.load_state_dict(base.state_dict())
@@ -103,7 +112,9 @@ def pretrained(docs, vocab: lm.Vocab, cfg, device, work: Path):
     work.mkdir(parents=True, exist_ok=True)
     torch.save(base.state_dict(), paths[0])
     torch.save(teacher.state_dict(), paths[1])
-    return base, teacher, {"base_loss_per_epoch": b_loss, "teacher_extra_loss_per_epoch": t_loss}
+    info = {"base_loss_per_epoch": b_loss, "teacher_extra_loss_per_epoch": t_loss}
+    info_path.write_text(json.dumps(info))
+    return base, teacher, info
 
 
 def make_prompts(docs, count: int, width: int) -> list[list[int]]:
@@ -163,19 +174,28 @@ def result(sel, sc, scheme, bits: np.ndarray, ends: list[int]) -> dict:
 
 
 def audit_open(student, scheme, vocab, prompts, answers, cfg, device) -> dict:
-    """Reading mode on (prompt, watermarked answer) pairs: the student's top-1 at each answer position."""
+    """Reading mode on (prompt, watermarked answer) pairs: the student's top-k at each answer position,
+    for every k in ``cfg["open_topk"]`` (the first is the headline)."""
     texts = to_texts(vocab, prompts, answers)
-    preds_all = lm.top1(student, [p + a for p, a in zip(prompts, answers)], batch=128, device=device)
-    preds = [[[int(vocab.real[pr[len(p) - 1 + t]])] for t in range(len(a))]
-             for p, a, pr in zip(prompts, answers, preds_all)]
-    sel = select_reading_pairs(texts, preds, scheme.context_width)
-    sc = score_pairs(scheme.detector(), sel.pairs, chunk=10**9)
-    # scored tuples after each text (texts are scored in order, so the tuples of texts 0..i are a prefix;
-    # every prompt still counts as seen, as in the full selection)
-    ends = [len(select_reading_pairs(texts, preds[:i + 1] + [[]] * (len(texts) - i - 1),
-                                     scheme.context_width).pairs) for i in range(len(texts) - 1)] + [len(sel.pairs)]
-    out = result(sel, sc, scheme, green_bits(scheme, sel.pairs), ends)
-    out["texts"] = len(texts)
+    ks = list(cfg["open_topk"])
+    tops = lm.topk(student, [p + a for p, a in zip(prompts, answers)], max(ks), batch=128, device=device)
+    out = {}
+    for k in ks:
+        preds = [[vocab.to_real(top[len(p) - 1 + t][:k]) for t in range(len(a))]
+                 for p, a, top in zip(prompts, answers, tops)]
+        sel = select_reading_pairs(texts, preds, scheme.context_width)
+        sc = score_pairs(scheme.detector(), sel.pairs, chunk=10**9)
+        # scored tuples after each text (texts are scored in order, so the tuples of texts 0..i are a
+        # prefix; every prompt still counts as seen, as in the full selection)
+        ends = [len(select_reading_pairs(texts, preds[:i + 1] + [[]] * (len(texts) - i - 1),
+                                         scheme.context_width).pairs) for i in range(len(texts) - 1)]
+        res = result(sel, sc, scheme, green_bits(scheme, sel.pairs), ends + [len(sel.pairs)])
+        res["texts"], res["top_k"] = len(texts), k
+        if k == ks[0]:
+            out.update(res)
+        else:
+            out.setdefault("other_top_k", {})[str(k)] = {key: res[key] for key in (
+                "p_value", "n_scored", "green_fraction", "tuples_for_p_1e-5")}
     return out
 
 
@@ -243,13 +263,15 @@ def run(cfg: dict, device: str, work: Path, log_path: Path | None = None) -> dic
     logger.info("pretrained %.0f s: %s", time.perf_counter() - t0, pre)
     N, M = cfg["train_texts"], cfg["heldout_texts"]
     prompts = make_prompts(docs, N + M, cfg["prompt_tokens"])
-    scheme = make_scheme("kgw", bench_key("suspects"), gamma=cfg["gamma"], delta=cfg["delta"], context_width=cfg["context_width"])
+    scheme = make_scheme("kgw", bench_key("suspects"), gamma=cfg["gamma"], delta=cfg["delta"],
+                         context_width=cfg["context_width"])
     wm, frequent, check = served_corpus(teacher, scheme, vocab, prompts, cfg, device, seed=11)
     clean = lm.generate(teacher, prompts[:N], new_tokens=cfg["answer_tokens"], top_k=cfg["top_k"],
                         temperature=cfg["temperature"], seed=12, batch=256, device=device)
     n_bb = cfg["bb_tokens"] // cfg["answer_tokens"]
     bb_prompts = [prompts[i % len(prompts)] for i in range(n_bb)]
-    log = {"config": {**cfg, "rhos": list(cfg["rhos"])}, "hardware": hardware(device),
+    log = {"config": {**cfg, "rhos": list(cfg["rhos"]), "open_topk": list(cfg["open_topk"])},
+           "hardware": hardware(device),
            "corpus": {"paragraphs": len(docs), "tokens": sum(map(len, docs)), "vocab": vocab.size},
            "pretraining": pre, "teacher": {"first_token_entropy_nats": lm.mean_entropy(
                teacher, prompts[:256], top_k=cfg["top_k"], temperature=cfg["temperature"], device=device)},
@@ -351,7 +373,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--work", default=os.environ.get("DISTILLSCOPE_BENCH_WORK", "/tmp/distillscope-bench-audit"),
                     help="cache for the pretrained teacher and student base")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "audit.json"))
+    ap.add_argument("--out", default=None, help="results JSON (default: bench/results/audit.json for the cpu "
+                    "preset, bench/results/audit-PRESET.json for the others)")
     ap.add_argument("--render", metavar="JSON", help="print the markdown table of a results file and exit")
     args = ap.parse_args(argv)
     if args.render:
@@ -369,7 +392,9 @@ def main(argv: list[str] | None = None) -> dict:
             ap.error(f"--set {item!r}: unknown key {key!r}; known: {', '.join(sorted(cfg))}")
         cfg[key] = json.loads(value)
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    results = Path(__file__).resolve().parents[1] / "results"
+    name = "audit.json" if args.preset == "cpu" else f"audit-{args.preset}.json"
+    out = Path(args.out) if args.out else results / name
     log = run(cfg, args.device, Path(args.work), out)
     flush(log, out)
     print(markdown_table(log))
