@@ -192,6 +192,7 @@ def main() -> None:
     ap.add_argument("--reference", type=int, default=5000, help="benign users in the calibration reference")
     ap.add_argument("--campaigns", type=int, default=10, help="campaigns per strategy")
     ap.add_argument("--guard-sample", type=float, default=0.1, help="share of non-campaign accounts replayed")
+    ap.add_argument("--seed", type=int, default=2026, help="seed of the scanned log (the reference uses 99)")
     ap.add_argument("--no-spark", action="store_true")
     ap.add_argument("--markdown", action="store_true", help="print the docs table of the existing JSON")
     ap.add_argument("--guard-only", action="store_true",
@@ -208,7 +209,7 @@ def main() -> None:
     timings["calibration_s"] = time.perf_counter() - t
     cfg = SimulationConfig(n_benign=args.benign, n_batch=args.benign // 100, n_eval=args.benign // 200,
                            n_student_groups=max(1, args.benign // 1000),
-                           campaigns=tuple((s, args.campaigns) for s in STRATEGIES), seed=2026)
+                           campaigns=tuple((s, args.campaigns) for s in STRATEGIES), seed=args.seed)
     t = time.perf_counter()
     sim = simulate(cfg)
     timings["simulate_s"] = time.perf_counter() - t
@@ -223,7 +224,7 @@ def main() -> None:
     scan_s = time.perf_counter() - t
     labels = sim.labels.to_pandas()
     result = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores (shared)",
-              "log": {"rows": sim.log.num_rows, "accounts": int(labels.account_id.nunique()),
+              "log": {"rows": sim.log.num_rows, "accounts": int(labels.account_id.nunique()), "seed": args.seed,
                       "reference_accounts": cal.n_reference},
               "thresholds": {"account": cal.account_threshold, "campaign": cal.campaign_threshold,
                              "alpha": cal.config.alpha},
