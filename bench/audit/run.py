@@ -357,8 +357,10 @@ def markdown_table(log: dict) -> str:
                      f"{b['n_scored']:,} | {fmt(b['generated_tokens_for_p_1e-5'])} | {need(b)} |")
     lines += ["", "| null students | mode | false-positive rate at 0.01 | KS p (uniformity) | smallest p |",
               "|---|---|---|---|---|"]
+    labels = {"open_heldout": f"open, {log['config']['heldout_texts']} held-out texts",
+              "open_trained_size": "open, texts as many as ρ = 5 % trained on", "blackbox": "black-box"}
     for mode, s in log["summary"].items():
-        lines.append(f"| {len(log['nulls'])} | {mode} | {fmt(s['null_fpr_at_0.01'])} | {fmt(s['null_ks_pvalue'])} "
+        lines.append(f"| {len(log['nulls'])} | {labels.get(mode, mode)} | {fmt(s['null_fpr_at_0.01'])} | {fmt(s['null_ks_pvalue'])} "
                      f"| {fmt(s['null_min_p'])} |")
     return "\n".join(lines)
 
