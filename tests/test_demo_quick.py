@@ -51,3 +51,13 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "The teacher answers, with and without the watermark" in out
     assert "demo finished" in out and "12/12" in out
+    assert "timeline: watermark" in out and "→ audit" in out
+    assert "verdict on the student:" in out and "evidence report:" in out
+
+
+def test_timeline_names_every_act_with_its_time():
+    from distillscope.demo import ActResult, timeline
+
+    results = [ActResult("1. Teacher", (), (), seconds=19.4, act="watermark"),
+               ActResult("Audit: was it?", (), (), seconds=100.2)]
+    assert timeline(results) == "watermark 19s → Audit 100s = 120s"

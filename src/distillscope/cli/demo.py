@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
                                                     "(default: a fresh temporary directory)."),
     ) -> None:
         """Play the whole case on embedded defaults: watermark, gateway, detection, distillation, audit."""
-        from distillscope.demo import DemoContext, run_demo
+        from distillscope.demo import DemoContext, run_demo, timeline
 
         settings = state(ctx).settings()
         wd = workdir or Path(tempfile.mkdtemp(prefix="distillscope-demo-"))
@@ -38,3 +38,4 @@ def register(app: typer.Typer) -> None:
                            on_result=show)
         console.print(f"[bold green]demo finished[/]: {len(results)} acts in "
                       f"{sum(r.seconds for r in results):.0f}s; artifacts in {wd}")
+        console.print(f"timeline: {timeline(results)}")

@@ -51,10 +51,21 @@ class ActResult:
     rows: tuple[tuple[Any, ...], ...]
     notes: tuple[str, ...] = ()
     seconds: float = 0.0
+    act: str = ""          # short name of the act (its module without ``_act``), set by run_demo
+
+
+def timeline(results: Sequence[ActResult]) -> str:
+    """One line with every act's wall time, e.g. ``watermark 19s → gateway 10s → … = 540s``."""
+    steps = " → ".join(f"{r.act or r.title.split(':')[0]} {r.seconds:.0f}s" for r in results)
+    return f"{steps} = {sum(r.seconds for r in results):.0f}s"
 
 
 def load_acts(modules: Sequence[str] = tuple(ACT_MODULES)) -> list[Callable[[DemoContext], ActResult]]:
     return [importlib.import_module(m).act for m in modules]
+
+
+def _act_name(act: Callable[..., Any]) -> str:
+    return act.__module__.rsplit(".", 1)[-1].removesuffix("_act")
 
 
 def run_demo(ctx: DemoContext, on_result: Callable[[ActResult], None] | None = None) -> list[ActResult]:
@@ -68,7 +79,7 @@ def run_demo(ctx: DemoContext, on_result: Callable[[ActResult], None] | None = N
         for act in load_acts():
             t0 = time.perf_counter()
             res = act(ctx)
-            res = ActResult(res.title, res.columns, res.rows, res.notes, time.perf_counter() - t0)
+            res = ActResult(res.title, res.columns, res.rows, res.notes, time.perf_counter() - t0, _act_name(act))
             results.append(res)
             if on_result:
                 on_result(res)

@@ -1,9 +1,13 @@
 """Demo act: prove it. Audit the distilled student beside a control student and write the report.
 
-The control is trained the same way as the student, on the same built-in prompts, but answered by
-the independent reference model (Gemma-3-270M; ``tiny:3`` in quick mode) instead of our teacher.
-Uses ``ctx.artifacts["student_path"]``, ``["harvest_store"]``, ``["watermark_scheme"]`` and
-``["train_fn"]`` from earlier acts; leaves ``["audit_result"]`` and ``["audit_report"]``.
+The control is trained the same way as the student (the distillation act's ``train_fn``: same size,
+epochs and learning rate, SFT since the reference gives no top-k), on the first prompts of the
+harvest, but answered by the independent reference model (Gemma-3-270M; ``tiny:3`` in quick mode)
+instead of our teacher. The reference is loaded once (bfloat16) and, with act 1's teacher, also
+scores the passive test, so no model is loaded twice.
+Uses ``ctx.artifacts["student_path"]``, ``["harvest_store"]``, ``["watermark_scheme"]``,
+``["train_fn"]`` and ``["teacher_loaded"]`` from earlier acts; leaves ``["audit_result"]``,
+``["audit_report"]`` and ``["reference_loaded"]``.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from distillscope.demo import ActResult, DemoContext
 
 logger = logging.getLogger(__name__)
 
-FULL = dict(reference="gemma3-270m", control_prompts=64, max_tokens=48, train_seconds=40.0, audit_prompts=32)
-QUICK = dict(reference="tiny:3", control_prompts=16, max_tokens=16, train_seconds=8.0, audit_prompts=12)
+FULL = dict(reference="gemma3-270m", dtype="bfloat16", control_prompts=64, max_tokens=48, train_seconds=600.0,
+            audit_prompts=32)
+QUICK = dict(reference="tiny:3", dtype="float32", control_prompts=16, max_tokens=16, train_seconds=8.0,
+             audit_prompts=12)
 
 
 def _store_prompts(store: Path, limit: int) -> list[str]:
@@ -36,15 +42,25 @@ def _store_prompts(store: Path, limit: int) -> list[str]:
     return prompts
 
 
+def _reference(ctx: DemoContext, plan: dict[str, Any]) -> Any:
+    """The reference model, loaded once: it answers the control's prompts and scores the passive test."""
+    from distillscope.teacher import load_model
+
+    if ctx.artifacts.get("reference_loaded") is None:
+        ctx.artifacts["reference_loaded"] = load_model(plan["reference"], settings=ctx.settings, dtype=plan["dtype"],
+                                                       progress=ctx.reporter)
+    return ctx.artifacts["reference_loaded"]
+
+
 def _train_control(ctx: DemoContext, plan: dict[str, Any], store: Path) -> Path:
     """Answer the built-in prompts with the reference model and train a control student on them."""
     from distillscope.demo.distill_act import harvest_in_process, train_student
-    from distillscope.teacher import Teacher, load_model
+    from distillscope.teacher import Teacher
 
     control_store, out = ctx.workdir / "control-harvest", ctx.workdir / "control-student"
-    reference = Teacher(load_model(plan["reference"], settings=ctx.settings, dtype="float32"))
-    harvest_in_process(reference, _store_prompts(store, plan["control_prompts"]), control_store,
-                       max_tokens=plan["max_tokens"], logprobs=1, progress=ctx.reporter)
+    prompts = _store_prompts(store, plan["control_prompts"])
+    harvest_in_process(Teacher(_reference(ctx, plan)), prompts, control_store, max_tokens=plan["max_tokens"],
+                       logprobs=1, batch_size=32, progress=ctx.reporter)
     train_fn = ctx.artifacts.get("train_fn") or (lambda s, o, **kw: train_student(s, o, quick=ctx.quick, **kw))
     train_fn(control_store, out, mode="sft", max_seconds=plan["train_seconds"], progress=ctx.reporter)
     return out
@@ -53,7 +69,7 @@ def _train_control(ctx: DemoContext, plan: dict[str, Any], store: Path) -> Path:
 def act(ctx: DemoContext) -> ActResult:
     from distillscope.audit import AuditConfig, run_audit, write_report
 
-    title = "Audit: was the student trained on our outputs?"
+    title = "5. Audit: was the student trained on our outputs?"
     student, store = ctx.artifacts.get("student_path"), ctx.artifacts.get("harvest_store")
     scheme = ctx.artifacts.get("watermark_scheme")
     if student is None or store is None:
@@ -65,8 +81,11 @@ def act(ctx: DemoContext) -> ActResult:
         teacher="tiny" if ctx.quick else ctx.settings.teacher, references=(plan["reference"],),
         max_prompts=plan["audit_prompts"], max_new_tokens=plan["max_tokens"], seed=0,
         min_window_df=1 if ctx.quick else 2)
+    loaded = {plan["reference"]: _reference(ctx, plan)}
+    if ctx.artifacts.get("teacher_loaded") is not None:   # act 1's teacher scores the passive test
+        loaded[config.teacher] = ctx.artifacts["teacher_loaded"]
     result = run_audit(config, settings=ctx.settings, scheme=scheme, progress=ctx.reporter,
-                       command="distillscope demo" + (" --quick" if ctx.quick else ""))
+                       command="distillscope demo" + (" --quick" if ctx.quick else ""), loaded=loaded)
     html, js = write_report(result, ctx.workdir / "audit-report.html")
     ctx.artifacts.update(audit_result=result, audit_report=html)
     rows = []
