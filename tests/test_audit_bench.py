@@ -91,3 +91,18 @@ def test_green_bias_h2_adds_delta_exactly_on_green_candidates(bench):
         for y in range(vocab.size):
             green = det.score_pairs([(window, int(vocab.real[y]))]).score == 1
             assert float(out[r, y]) == (2.0 if green else 0.0)
+
+
+@pytest.mark.slow
+def test_calibration_smoke(bench, tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_audit_calibrate", BENCH / "calibrate.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec.loader.exec_module(mod)
+        out = mod.main(["--preset", "smoke", "--keys", "3", "--work", str(tmp_path / "w"),
+                        "--out", str(tmp_path / "cal.json")])
+    finally:
+        sys.path.remove(str(BENCH))
+    assert set(out["modes"]) == {"open_heldout", "blackbox"}
+    assert all(len(m["p_values"]) == 3 and all(0 < p <= 1 for p in m["p_values"]) for m in out["modes"].values())
