@@ -26,3 +26,13 @@ def test_streamed_simulation_equals_in_memory(tmp_path, workers):
 def test_streamed_simulation_refuses_other_formats(tmp_path):
     with pytest.raises(TrafficError, match="parquet"):
         simulate_to_file(CONFIG, tmp_path / "log.jsonl")
+
+
+def test_load_log_reads_only_the_scan_columns(tmp_path):
+    from distillscope.traffic.schema import SCAN_COLUMNS, load_log
+
+    log, _, _ = simulate_to_file(CONFIG, tmp_path / "log.parquet")
+    full, part = load_log(log), load_log(log, columns=SCAN_COLUMNS)
+    assert part.table.select(list(SCAN_COLUMNS)).equals(full.table.select(list(SCAN_COLUMNS)))
+    assert part.table.column("completion").null_count == part.num_rows      # not read
+    assert part.report.missing_columns == () and part.table.nbytes < 0.7 * full.table.nbytes

@@ -33,7 +33,7 @@ from distillscope.traffic.features import (SQL_COLUMNS, coordination_keys_sql, c
                                            entity_features_sql)
 from distillscope.traffic.prepare import prepare
 from distillscope.traffic.reference import benign_reference_config
-from distillscope.traffic.schema import load_log
+from distillscope.traffic.schema import SCAN_COLUMNS, load_log
 from distillscope.traffic.simulate import simulate_to_file
 
 STRATEGIES = ("single", "paraphrase", "hydra", "hydra-cover")
@@ -74,7 +74,7 @@ def feature_sql(slim, engine) -> None:
 
 def measure_log(path: Path, cal, engines: dict, steps: dict, on_step=lambda: None) -> dict:
     """load, prepare, feature SQL and full scan of one log on each engine (name -> engine)."""
-    log, load = timed(lambda: load_log(path), 0)
+    log, load = timed(lambda: load_log(path, columns=SCAN_COLUMNS), 0)
     n = log.num_rows
     steps["load"] = {**load, "rows": n, "rows_per_s": round(n / load["seconds"])}
     info = {"rows": n, "accounts": pc.count_distinct(log.table.column("account_id")).as_py(),
@@ -94,7 +94,7 @@ def measure_log(path: Path, cal, engines: dict, steps: dict, on_step=lambda: Non
     del slim
     gc.collect()
     for name, eng in engines.items():
-        _, steps[f"scan_{name}"] = timed(lambda: scan(path, cal, eng), n)
+        _, steps[f"scan_{name}"] = timed(lambda: scan(load_log(path, columns=SCAN_COLUMNS), cal, eng), n)
         on_step()
         if hasattr(eng, "clear"):
             eng.clear()
@@ -160,6 +160,8 @@ def main() -> None:
     ap.add_argument("--out", default="bench/results/traffic_scale.json")
     ap.add_argument("--note", action="append", default=[], help="a remark recorded with the results (repeatable)")
     ap.add_argument("--markdown", action="store_true", help="only rewrite the docs section from the JSON")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the Spark and simulate results of --out and the log in --dir; measure the rest")
     args = ap.parse_args()
     if args.markdown:
         write_section(markdown(json.loads(Path(args.out).read_text())))
@@ -172,6 +174,9 @@ def main() -> None:
                               *args.note]}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(out.read_text()) if args.resume and out.exists() else {}
+    if previous.get("requested_rows") not in (None, args.rows):
+        raise SystemExit(f"--resume: {out} is a run of --rows {previous['requested_rows']}")
 
     def save(final: bool = False) -> None:
         loads = [v["load_avg"] for v in result.get("steps", {}).values()]
@@ -183,8 +188,13 @@ def main() -> None:
 
     cal = calibrate(simulate(benign_reference_config(n_benign=3000, seed=99)).log)
     duck = make_engine("duckdb")
-    steps: dict = {}
+    steps: dict = {k: v for k, v in previous.get("steps", {}).items() if k == "simulate"}
     path = work / "log.parquet"
+    if "spark" in previous:
+        result["spark"] = previous["spark"]
+        args.no_spark = True
+    if steps and not path.exists():
+        raise SystemExit(f"--resume: {path} is missing; run without --resume")
 
     def simulate_main() -> None:
         (_, _, n), steps["simulate"] = timed(lambda: simulate_to_file(scaled_config(args.rows), path,

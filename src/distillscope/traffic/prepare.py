@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy.sparse import coo_matrix
+from scipy.sparse import csr_matrix
 
 from distillscope.progress import Progress, ensure_progress
 from distillscope.traffic.schema import RequestLogTable
@@ -112,7 +112,7 @@ def _ask_words(asks: pa.Array, vocabulary: dict[str, int]) -> tuple[np.ndarray, 
     ask = ask[keep]
     _, first = np.unique(ask * (len(vocabulary) + 1) + word, return_index=True)
     first.sort()
-    return ask[first], word[first]
+    return ask[first].astype(np.int32), word[first].astype(np.int32)
 
 
 def _topic_features(asks: pa.Array, clusters: np.ndarray, config: PrepareConfig, *, batch: int = 200_000
@@ -127,8 +127,9 @@ def _topic_features(asks: pa.Array, clusters: np.ndarray, config: PrepareConfig,
     n = len(asks)
     vocabulary: dict[str, int] = {}
     parts = [_ask_words(asks.slice(lo, batch), vocabulary) for lo in range(0, n, batch)]
-    ask = np.concatenate([p[0] + lo for p, lo in zip(parts, range(0, n, batch))]) if parts else np.zeros(0, np.int64)
-    word = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
+    ask = np.concatenate([p[0] + lo for p, lo in zip(parts, range(0, n, batch))]) if parts else np.zeros(0, np.int32)
+    word = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
+    del parts
     n_words = len(vocabulary)
     df = np.bincount(word, minlength=n_words)
     sizes = np.bincount(clusters, minlength=1)
@@ -148,14 +149,18 @@ def _topic_features(asks: pa.Array, clusters: np.ndarray, config: PrepareConfig,
     topic = np.full(n, -1, dtype=np.int64)
     if len(ask) == 0:
         return emb, topic
-    sums = coo_matrix((weights.astype(np.float64), (ask, word)), shape=(n, n_words)).tocsr() @ vectors
+    # Pairs are grouped by ask (ascending), each ask's words in order of first use.
+    per_ask = np.bincount(ask, minlength=n)
+    indptr = np.r_[0, np.cumsum(per_ask)]
+    sums = csr_matrix((weights.astype(np.float64), word, indptr), shape=(n, n_words)) @ vectors
     norms = np.linalg.norm(sums, axis=1)
-    has = np.zeros(n, dtype=bool)
-    has[ask] = True
-    good = has & (norms > 0)
+    good = (per_ask > 0) & (norms > 0)
     emb[good] = (sums[good] / norms[good, None]).astype(np.float32)
-    order = np.lexsort((np.arange(len(ask)), -weights, ask))
-    lead = order[np.r_[True, ask[order][1:] != ask[order][:-1]]]
+    del sums
+    starts = indptr[:-1][per_ask > 0]
+    is_max = weights == np.repeat(np.maximum.reduceat(weights, starts), per_ask[per_ask > 0])
+    at_max = np.flatnonzero(is_max)
+    lead = at_max[np.r_[True, ask[at_max][1:] != ask[at_max][:-1]]]
     crc = np.fromiter((zlib.crc32(w.encode()) for w in vocabulary), dtype=np.int64, count=n_words)
     topic[ask[lead]] = crc[word[lead]]
     return emb, topic
@@ -176,16 +181,17 @@ def _cot(asks: pa.Array) -> np.ndarray:
 
 def _text_columns(prompts: pa.ChunkedArray, config: PrepareConfig, progress: Progress) -> dict[str, pa.Array]:
     encoded = pc.dictionary_encode(prompts).combine_chunks()
-    uniq = encoded.dictionary
     valid = ~np.asarray(encoded.indices.is_null().to_numpy(zero_copy_only=False))
     idx = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    logger.info("text columns: %d rows, %d distinct prompts", len(idx), len(uniq))
+    n_uniq = len(encoded.dictionary)
+    logger.info("text columns: %d rows, %d distinct prompts", len(idx), n_uniq)
     with progress.task("template clusters (MinHash/LSH)", total=3) as task:
-        asks = _asks_of(uniq)
+        asks = _asks_of(encoded.dictionary)
+        del encoded                      # the distinct prompts: as large as the prompt column
         masked_enc = pc.dictionary_encode(mask_array(asks))
         task.advance()
         labels = cluster_templates(masked_enc.dictionary, config.templates)
-        per_prompt_cluster = labels[masked_enc.indices.to_numpy()] if len(uniq) else np.zeros(0, np.int64)
+        per_prompt_cluster = labels[masked_enc.indices.to_numpy()] if n_uniq else np.zeros(0, np.int64)
         task.advance()
         cot = _cot(asks)
         emb, topic = _topic_features(asks, per_prompt_cluster, config)
@@ -193,11 +199,11 @@ def _text_columns(prompts: pa.ChunkedArray, config: PrepareConfig, progress: Pro
     mask_null = pa.array(~valid)
     out = {
         "cot": pa.array(cot[idx] if len(cot) else np.zeros(len(idx), np.int64), mask=~valid),
-        "template": pa.array(per_prompt_cluster[idx] if len(uniq) else np.zeros(len(idx), np.int64), mask=~valid),
+        "template": pa.array(per_prompt_cluster[idx] if n_uniq else np.zeros(len(idx), np.int64), mask=~valid),
     }
-    t = topic[idx] if len(uniq) else np.full(len(idx), -1)
+    t = topic[idx] if n_uniq else np.full(len(idx), -1)
     out["topic"] = pa.array(t, mask=np.logical_or(~valid, t < 0))
-    e = emb[idx] if len(uniq) else np.full((len(idx), EMBED_DIM), np.nan, np.float32)
+    e = emb[idx] if n_uniq else np.full((len(idx), EMBED_DIM), np.nan, np.float32)
     for j, name in enumerate(EMBED_COLUMNS):
         col = e[:, j].astype(np.float64)
         out[name] = pa.array(col, mask=np.logical_or(np.isnan(col), mask_null.to_numpy(zero_copy_only=False)))
