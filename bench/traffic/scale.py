@@ -158,6 +158,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="simulator processes")
     ap.add_argument("--dir", default=None, help="where the simulated logs go (default: a temporary directory)")
     ap.add_argument("--out", default="bench/results/traffic_scale.json")
+    ap.add_argument("--duckdb-memory", default="5GB",
+                    help="DuckDB memory_limit; it spills beyond it (its default, 80%% of RAM, ignores the Arrow "
+                         "tables Python holds and got a 10M-row run OOM-killed)")
     ap.add_argument("--note", action="append", default=[], help="a remark recorded with the results (repeatable)")
     ap.add_argument("--markdown", action="store_true", help="only rewrite the docs section from the JSON")
     ap.add_argument("--resume", action="store_true",
@@ -187,7 +190,7 @@ def main() -> None:
         out.write_text(json.dumps(result, indent=1))
 
     cal = calibrate(simulate(benign_reference_config(n_benign=3000, seed=99)).log)
-    duck = make_engine("duckdb")
+    duck = make_engine("duckdb", memory_limit=args.duckdb_memory)
     steps: dict = {k: v for k, v in previous.get("steps", {}).items() if k == "simulate"}
     path = work / "log.parquet"
     if "spark" in previous:
