@@ -108,3 +108,19 @@ def test_scan_writes_parquet_export_of_simulation(tmp_path, calibration):
     path, _ = write_simulation(sim, tmp_path / "benign.parquet")
     res = scan(path, calibration)
     assert not res.flagged_accounts and not res.flagged_campaigns
+
+
+def test_cli_simulate_parquet_streams_the_same_rows(tmp_path):
+    from distillscope.traffic import SimulationConfig, simulate
+
+    log = tmp_path / "log.parquet"
+    assert main(["traffic", "simulate", str(log), "--benign", "30", "--batch", "1", "--eval", "1",
+                 "--student-groups", "0", "--campaign", "single:1", "--days", "1", "--seed", "5",
+                 "--workers", "2"]) == 0
+    assert (tmp_path / "log.labels.parquet").is_file()
+    sim = simulate(SimulationConfig(n_benign=30, n_batch=1, n_eval=1, n_student_groups=0,
+                                    campaigns=(("single", 1),), days=1.0, seed=5))
+    streamed = pq.read_table(log)
+    assert streamed.num_rows == sim.log.num_rows > 0
+    assert streamed.column("request_id").to_pylist() == sim.log.column("request_id").to_pylist()
+    assert streamed.column("account_id").to_pylist() == sim.log.column("account_id").to_pylist()

@@ -44,14 +44,24 @@ def simulate_cmd(
     seed: int = typer.Option(0, "--seed", help="Random seed (everything is reproducible from it)."),
     gateway: Optional[str] = typer.Option(None, "--gateway", help="Also replay the log against this gateway URL."),
     keys: Optional[Path] = typer.Option(None, "--keys", help="JSON {account_id: api_key} for --gateway."),
+    workers: int = typer.Option(1, "--workers", min=1,
+                                help="Processes simulating clients when streaming a .parquet log (no --gateway)."),
 ) -> None:
-    """Simulate a labelled request log (benign users, hard negatives, distillation campaigns)."""
+    """Simulate a labelled request log (benign users, hard negatives, distillation campaigns).
+
+    A .parquet log without --gateway is streamed to disk in bounded memory (any size, e.g. 10M rows);
+    the rows are the same as the in-memory simulation's."""
     from distillscope.errors import TrafficError
     from distillscope.traffic import SimulationConfig, replay, simulate, write_simulation
+    from distillscope.traffic.simulate import simulate_to_file
 
     state(ctx)
     cfg = SimulationConfig(n_benign=benign, n_batch=batch, n_eval=evals, n_student_groups=students,
                            campaigns=_campaigns(campaign), days=days, seed=seed)
+    if gateway is None and out.suffix.lower() in (".parquet", ".pq"):
+        log_path, labels, rows = simulate_to_file(cfg, out, workers=workers, progress=RichProgress())
+        console.print(f"wrote {rows} requests to {log_path} (labels: {labels})")
+        return
     sim = simulate(cfg, progress=RichProgress())
     log_path, labels = write_simulation(sim, out)
     console.print(f"wrote {sim.log.num_rows} requests from {sim.labels.num_rows} accounts to {log_path} "
