@@ -246,3 +246,31 @@ def test_docs_python_example_runs(tmp_path, monkeypatch):
     store = AccountStore(make_engine(f"sqlite:///{tmp_path / 'gateway.sqlite'}"))
     assert store.get_account("acme").keys[0].state is KeyState.SUSPENDED
     assert (tmp_path / "log.parquet").exists()
+
+
+def test_cli_logs_export_one_account_is_an_audit_corpus(capsys, tmp_path, isolated_home):
+    """What we served to one account, exported from our log, is read by the audit as our corpus."""
+    from distillscope.audit.corpus import load_corpus
+
+    engine = make_engine(f"sqlite:///{isolated_home / 'gateway.sqlite'}")
+    upgrade_database(engine)
+    store = AccountStore(engine)
+    rival = store.create_account("rival").account_id
+    rl = RequestLog(engine)
+    now = datetime.now(timezone.utc)
+    chat = json.dumps([{"role": "system", "content": "be brief"}, {"role": "user", "content": "Explain tides."}])
+    rows = [("a0", rival, 200, chat, "Tides come from the moon."), ("a1", rival, 429, chat, None),
+            ("a2", rival, 200, "Complete: the sky is", " blue."), ("b0", "acct_other", 200, chat, "Other answer.")]
+    for i, (rid, acct, status, prompt, completion) in enumerate(rows):
+        rl.write(RequestRecord(request_id=rid, ts=now - timedelta(minutes=10 - i), endpoint="/v1/chat/completions",
+                               status=status, account_id=acct, key_id="k", prompt=prompt, completion=completion,
+                               watermark_key_id="0123456789ab" if completion else None))
+    for name in ("corpus.jsonl", "corpus.parquet"):
+        code, out, err = _run(capsys, "logs", "export", str(tmp_path / name), "--account", "rival")
+        assert code == 0 and "exported 3" in out, err
+        corpus = load_corpus(tmp_path / name)
+        assert [(r.prompt, r.completion) for r in corpus.records] == [
+            ("Explain tides.", "Tides come from the moon."), ("Complete: the sky is", " blue.")]
+        assert corpus.key_ids == frozenset({"0123456789ab"})
+    code, _, err = _run(capsys, "logs", "export", str(tmp_path / "x.jsonl"), "--account", "nobody")
+    assert code == 2 and "nobody" in err and "Traceback" not in err

@@ -1,8 +1,12 @@
 """Our watermarked corpus: the outputs the rival harvested (or just our watermarked outputs).
 
-Accepted: a harvest store directory (``manifest.json`` + ``records.jsonl``) or a JSONL file of
-objects with ``prompt`` and ``completion`` (also ``text``/``answer``); records may carry the
-``watermark_key_id`` they were generated with, which is checked against our key.
+Accepted: a harvest store directory (``manifest.json`` + ``records.jsonl``), a JSONL file of
+objects with ``prompt`` and ``completion`` (also ``text``/``answer``), or the gateway's own request
+log export (``distillscope logs export --account ID out.jsonl|out.parquet``: what we served to the
+suspected account, with the ``watermark_key_id`` of every answer; failed requests — HTTP status
+>= 400 — are skipped and a chat prompt, logged as its JSON messages, becomes its last user
+message). Records may carry the ``watermark_key_id`` they were generated with, which is checked
+against our key.
 """
 
 from __future__ import annotations
@@ -39,17 +43,46 @@ class WatermarkedCorpus:
         return list(dict.fromkeys(r.prompt for r in self.records if r.prompt))
 
 
+def _served(status: Any) -> bool:
+    """Harvest records say "ok"; request-log rows carry the HTTP status (served when < 400)."""
+    if status is None or status == "ok":
+        return True
+    if isinstance(status, (int, float)) and not isinstance(status, bool):
+        return status < 400
+    return False
+
+
+def _prompt_text(prompt: Any) -> str:
+    """The asked text: a plain prompt, or the last user message of a chat logged as JSON messages."""
+    if not isinstance(prompt, str):
+        return ""
+    stripped = prompt.lstrip()
+    if stripped.startswith("[{"):
+        try:
+            messages = json.loads(stripped)
+        except json.JSONDecodeError:
+            return prompt
+        for m in reversed(messages if isinstance(messages, list) else []):
+            if isinstance(m, dict) and m.get("role") == "user":
+                content = m.get("content")
+                if isinstance(content, list):  # content parts
+                    content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+                return content if isinstance(content, str) else ""
+        return ""
+    return prompt
+
+
 def _records_from_rows(rows: Sequence[Any]) -> tuple[list[CorpusRecord], set[str]]:
     out, key_ids = [], set()
     for row in rows:
         if isinstance(row, str):
             out.append(CorpusRecord("", row))
             continue
-        if not isinstance(row, dict) or row.get("status", "ok") != "ok":
+        if not isinstance(row, dict) or not _served(row.get("status", "ok")):
             continue
         text = next((row[f] for f in ("completion", "text", "answer") if isinstance(row.get(f), str)), None)
         if text and text.strip():
-            out.append(CorpusRecord(row.get("prompt") if isinstance(row.get("prompt"), str) else "", text))
+            out.append(CorpusRecord(_prompt_text(row.get("prompt")), text))
         if isinstance(row.get("watermark_key_id"), str):
             key_ids.add(row["watermark_key_id"])
     return out, key_ids
@@ -63,9 +96,12 @@ def load_corpus(path: str | Path) -> WatermarkedCorpus:
         raise AuditError(f"watermarked corpus {p} does not exist or is not a harvest store",
                          hint="pass --corpus FILE.jsonl (prompt/completion records) or a harvest store directory")
     try:
-        rows = read_jsonl(files[-1])
+        if p.suffix.lower() in (".parquet", ".pq") and not p.is_dir():
+            rows = _read_parquet_rows(p)
+        else:
+            rows = read_jsonl(files[-1])
         manifest = json.loads(files[0].read_text(encoding="utf-8")) if p.is_dir() else {}
-    except (DistillscopeError, json.JSONDecodeError) as exc:
+    except (DistillscopeError, json.JSONDecodeError, OSError, ValueError) as exc:
         raise AuditError(f"watermarked corpus {p} cannot be read: {exc}",
                          hint="one JSON object per line with 'prompt' and 'completion'") from None
     records, key_ids = _records_from_rows(rows)
@@ -79,6 +115,15 @@ def load_corpus(path: str | Path) -> WatermarkedCorpus:
     for f in files:
         digest.update(f.read_bytes())
     return WatermarkedCorpus(str(p), tuple(records), digest.hexdigest(), frozenset(key_ids))
+
+
+def _read_parquet_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a Parquet corpus (e.g. a request-log export); only the columns the corpus uses."""
+    import pyarrow.parquet as pq
+
+    wanted = ("prompt", "completion", "text", "answer", "status", "watermark_key_id")
+    names = pq.read_schema(path).names
+    return pq.read_table(path, columns=[c for c in wanted if c in names]).to_pylist()
 
 
 def tokenize_corpus(corpus: WatermarkedCorpus, tokenizer: Any,

@@ -239,15 +239,19 @@ def audit(ctx: typer.Context,
 def export(ctx: typer.Context, out: Path = typer.Argument(..., help="Output file (.parquet or .jsonl)."),
            since: Optional[str] = typer.Option(None, "--since", help="Start: ISO date/time or '7d' ago."),
            until: Optional[str] = typer.Option(None, "--until", help="End (exclusive): ISO date/time or '1d' ago."),
-           fmt: Optional[str] = typer.Option(None, "--format", help="parquet or jsonl (default: from the suffix).")
+           fmt: Optional[str] = typer.Option(None, "--format", help="parquet or jsonl (default: from the suffix)."),
+           account: Optional[str] = typer.Option(None, "--account",
+                                                 help="Only this account (id or name), e.g. the corpus of an audit.")
            ) -> None:
     """Export the request log for analytics (streamed, written atomically)."""
     from distillscope.gateway.requestlog import RequestLog
 
     fmt = fmt or ("jsonl" if out.suffix.lower() in (".jsonl", ".json") else "parquet")
     start, end = parse_time(since, option="--since"), parse_time(until, option="--until")
-    with _open(ctx) as (engine, _):
-        n = RequestLog(engine).export(out, since=start, until=end, format=fmt, progress=RichProgress(transient=True))
+    with _open(ctx) as (engine, store):
+        account_id = store.get_account(account).account_id if account else None
+        n = RequestLog(engine).export(out, since=start, until=end, format=fmt, progress=RichProgress(transient=True),
+                                      account_id=account_id)
     console.print(f"exported {n} requests to {out} ({fmt})", highlight=False)
 
 

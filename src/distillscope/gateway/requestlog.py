@@ -190,8 +190,10 @@ class RequestLog:
                 for r in rows]
 
     def export(self, path: str | Path, *, since: datetime | None = None, until: datetime | None = None,
-               format: Literal["parquet", "jsonl"] = "parquet", progress: Progress | None = None) -> int:
-        """Write rows in ``[since, until)`` to ``path``, streamed in chunks; returns the row count.
+               format: Literal["parquet", "jsonl"] = "parquet", progress: Progress | None = None,
+               account_id: str | None = None) -> int:
+        """Write rows in ``[since, until)`` (of one account if ``account_id``) to ``path``, streamed in
+        chunks; returns the row count.
 
         The file appears atomically (written to a temporary file beside it, then renamed).
         ``progress`` advances by the rows written.
@@ -207,8 +209,9 @@ class RequestLog:
         try:
             writer = _write_parquet if format == "parquet" else _write_jsonl
             with ensure_progress(progress).task(f"exporting to {path.name}",
-                                                total=self.count(since=since, until=until)) as task:
-                n = writer(tmp, _advancing(self._chunks(since, until), task))
+                                                total=self.count(since=since, until=until,
+                                                                 account_id=account_id)) as task:
+                n = writer(tmp, _advancing(self._chunks(since, until, account_id), task))
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -262,9 +265,10 @@ class RequestLog:
             conds.append(t_log.c.key_id == key_id)
         return conds
 
-    def _chunks(self, since: datetime | None, until: datetime | None) -> Iterator[list[dict[str, Any]]]:
-        q = sa.select(*[t_log.c[name] for name in EXPORT_SCHEMA.names]).where(*_time_filters(since, until)) \
-            .order_by(t_log.c.ts, t_log.c.request_id)
+    def _chunks(self, since: datetime | None, until: datetime | None,
+                account_id: str | None = None) -> Iterator[list[dict[str, Any]]]:
+        q = sa.select(*[t_log.c[name] for name in EXPORT_SCHEMA.names]) \
+            .where(*self._filters(since, until, account_id, None)).order_by(t_log.c.ts, t_log.c.request_id)
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=EXPORT_CHUNK_ROWS).execute(q)
             for part in result.partitions():
