@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from distillscope.cli import main
@@ -53,6 +55,15 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert "demo finished" in out and "12/12" in out
     assert "timeline: watermark" in out and "→ audit" in out
     assert "verdict on the student:" in out and "evidence report:" in out
+    # the audit's corpus is our own log of what the gateway served to the harvesting account
+    assert "our corpus:" in out
+    served = tmp_path / "served-to-distill-demo.jsonl"
+    rows = [json.loads(line) for line in served.read_text().splitlines()]
+    answered = [r for r in rows if r["status"] < 400 and r["completion"]]
+    assert answered and all(r["watermark_key_id"] for r in answered)
+    report = json.loads((tmp_path / "audit-report.json").read_text())
+    assert report["reproducibility"]["corpus"]["path"] == str(served)
+    assert report["corpus_check"]["corpus_key_ids"] == [report["corpus_check"]["key_id"]]
 
 
 def test_timeline_names_every_act_with_its_time():

@@ -5,6 +5,8 @@ epochs and learning rate, SFT since the reference gives no top-k), on the first 
 harvest, but answered by the independent reference model (Gemma-3-270M; ``tiny:3`` in quick mode)
 instead of our teacher. The reference is loaded once (bfloat16) and, with act 1's teacher, also
 scores the passive test, so no model is loaded twice.
+The watermarked corpus is what the gateway served to the harvesting account, exported from our own
+request log (``["gateway_engine"]``; the harvest store when no gateway ran).
 Uses ``ctx.artifacts["student_path"]``, ``["harvest_store"]``, ``["watermark_scheme"]``,
 ``["train_fn"]`` and ``["teacher_loaded"]`` from earlier acts; leaves ``["audit_result"]``,
 ``["audit_report"]`` and ``["reference_loaded"]``.
@@ -42,6 +44,26 @@ def _store_prompts(store: Path, limit: int) -> list[str]:
     return prompts
 
 
+def _served_corpus(ctx: DemoContext) -> Path | None:
+    """What our gateway served to the harvesting account, exported from our own request log (with the
+    watermark key id of every answer): the provider's evidence, not the rival's harvest files."""
+    engine = ctx.artifacts.get("gateway_engine")
+    if engine is None:
+        return None
+    from distillscope.errors import DistillscopeError
+    from distillscope.gateway.accounts import AccountStore
+    from distillscope.gateway.requestlog import RequestLog
+
+    out = ctx.workdir / "served-to-distill-demo.jsonl"
+    try:
+        account = AccountStore(engine).get_account("distill-demo").account_id
+        n = RequestLog(engine).export(out, format="jsonl", account_id=account)
+    except DistillscopeError:
+        logger.warning("could not export the harvesting account's log; auditing against the harvest", exc_info=True)
+        return None
+    return out if n else None
+
+
 def _reference(ctx: DemoContext, plan: dict[str, Any]) -> Any:
     """The reference model, loaded once: it answers the control's prompts and scores the passive test."""
     from distillscope.teacher import load_model
@@ -76,8 +98,9 @@ def act(ctx: DemoContext) -> ActResult:
         return ActResult(title, ("model", "verdict"), (), ("skipped: the distillation act left no student",))
     plan = QUICK if ctx.quick else FULL
     control = _train_control(ctx, plan, Path(store))
+    served = _served_corpus(ctx)
     config = AuditConfig(
-        suspect=f"local:{student}", control=f"local:{control}", corpus=str(store),
+        suspect=f"local:{student}", control=f"local:{control}", corpus=str(served or store),
         teacher="tiny" if ctx.quick else ctx.settings.teacher, references=(plan["reference"],),
         max_prompts=plan["audit_prompts"], max_new_tokens=plan["max_tokens"], seed=0,
         min_window_df=1 if ctx.quick else 2)
@@ -96,5 +119,7 @@ def act(ctx: DemoContext) -> ActResult:
     notes = (f"verdict on the student: {result.verdict.label} — {result.verdict.summary}",
              f"control (student of {plan['reference']}'s answers): combined p = {result.control.combined_p:.2g}, "
              f"{'not significant' if result.control.combined_p > config.control_alpha else 'significant'}",
-             f"evidence report: {html} (JSON: {js})")
+             f"evidence report: {html} (JSON: {js})",
+             f"our corpus: {'what the gateway served to the harvesting account, from our request log' if served else 'the harvest store'}"
+             f" ({config.corpus}; key id {scheme.key.key_id if scheme is not None else 'from settings'})")
     return ActResult(title, ("model", "open p", "black-box p", "passive p", "combined p"), tuple(rows), notes)
