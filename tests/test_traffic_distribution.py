@@ -60,13 +60,17 @@ def test_random_features_are_deterministic_and_approximate_the_rbf_kernel():
     assert _phi(x, rff) @ _phi(x, rff) == pytest.approx(1.0, abs=0.05)
 
 
-def test_distribution_sql_has_known_values():
-    rff = RandomFeatures.draw(CONFIG)
+def _run_duckdb(rff: RandomFeatures) -> pd.DataFrame:
     eng = make_engine("duckdb")
     try:
-        out = _run(eng, rff)
+        return _run(eng, rff)
     finally:
         eng.close()
+
+
+def test_distribution_sql_has_known_values():
+    rff = RandomFeatures.draw(CONFIG)
+    out = _run_duckdb(rff)
     assert list(out.index) == ["A", "B", "C"]               # null account ignored
     # A: the row with cot NULL is left out; a NULL max_tokens counts as "not set" (0)
     a = np.stack([_inputs(1, 100, 3), _inputs(0, None, 9)])
@@ -121,11 +125,7 @@ def test_config_is_validated():
 @pytest.mark.slow
 def test_duckdb_and_spark_agree_on_the_distribution_sql(spark_engine):
     rff = RandomFeatures.draw(CONFIG)
-    duck = make_engine("duckdb")
-    try:
-        d = _run(duck, rff)
-    finally:
-        duck.close()
+    d = _run_duckdb(rff)
     s = _run(spark_engine, rff)
     assert list(d.index) == list(s.index) and list(d.columns) == list(s.columns)
     assert np.allclose(d.to_numpy(dtype=float), s.to_numpy(dtype=float), rtol=1e-9, atol=1e-12)
