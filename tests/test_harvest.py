@@ -104,7 +104,7 @@ def make_app(script: Script) -> FastAPI:
         if action == "503":
             return _error(503, "overloaded")
         if action == "sleep":
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(3.0)
         if action == "garbage":
             return JSONResponse({"nope": True})
         return _answer(body, prompt)
@@ -198,7 +198,7 @@ def test_429_5xx_and_timeouts_are_retried_and_recorded(tmp_path):
                              "p-dead": ["500"] * 10, "p-garbage": ["garbage"] * 10})
     with Server(script) as srv:
         t0 = time.monotonic()
-        s = harvest(config(srv, request_timeout=0.5, max_retries=3),
+        s = harvest(config(srv, request_timeout=1.5, max_retries=3),  # margin for a loaded machine
                     ["p-429", "p-5xx", "p-slow", "p-dead", "p-garbage", "p-fine"], tmp_path / "h")
     assert (s.ok, s.failed) == (4, 2)
     assert s.failed_by_reason == {"server_error": 1, "bad_response": 1}
