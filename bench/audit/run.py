@@ -21,7 +21,7 @@ rate at α = 0.01 and a KS test of uniformity per mode. The models, text and voc
 described in ``bench/audit/lm.py`` (docstring-English, compact SmolLM2 vocabulary, tiny Llamas).
 
     python bench/audit/run.py                       # cpu: 1,000 texts, 1,024-token vocabulary, 20 nulls
-                                                    #   (~15 min on one free core) -> bench/results/audit.json
+                                                    #   (~35 min on one core) -> bench/results/audit.json
     python bench/audit/run.py --preset cpu-large    # the same grid, 4,096-token vocabulary (~2x slower)
                                                     #   -> bench/results/audit-cpu-large.json
     python bench/audit/run.py --preset gpu --device cuda   # 5,000 texts, 8,192 tokens, 256-dim students
@@ -29,8 +29,9 @@ described in ``bench/audit/lm.py`` (docstring-English, compact SmolLM2 vocabular
 
 With h = 1 and top-1 predictions, the first-appearance rule scores each vocabulary entry at most
 once per audited corpus, so reading mode's n is capped by the number of distinct tokens in the
-fed texts (about 170 with the 1,024-token vocabulary); ``cpu-large`` exists to show the effect of
-a larger vocabulary on that cap. Pass ``--set KEY=JSON`` to override a preset value.
+fed texts (about 260 in the 50 texts of ρ = 5 % with 128-token answers and the 1,024-token
+vocabulary; 128-token answers instead of 32 lifted it from about 176); ``cpu-large`` exists to show
+the effect of a larger vocabulary on that cap. Pass ``--set KEY=JSON`` to override a preset value.
 
 Reference: Sander et al. report p < 1e-5 at ρ = 5 % for an open-weights suspect and needed about
 37k scored tokens for p < 1e-5 at ρ = 5 % in closed mode.
@@ -70,13 +71,13 @@ _COMMON = dict(corpus_chars=3_000_000, prompt_tokens=8, rhos=(1.0, 0.2, 0.05, 0.
                context_width=1, top_k=50, open_topk=(1, 2, 4, 8), temperature=1.0, min_window_df=2)
 PRESETS = {
     "cpu": dict(_COMMON, vocab=1024, dim=64, layers=2, base_epochs=1, teacher_epochs=2, train_texts=1000,
-                heldout_texts=100, answer_tokens=32, epochs=12, lr=5e-3, batch=50, nulls=20, open_texts=100,
+                heldout_texts=100, answer_tokens=128, epochs=12, lr=5e-3, batch=50, nulls=20, open_texts=100,
                 bb_tokens=24_576),
     "cpu-large": dict(_COMMON, vocab=4096, dim=64, layers=2, base_epochs=1, teacher_epochs=2, train_texts=1000,
-                      heldout_texts=100, answer_tokens=32, epochs=12, lr=5e-3, batch=50, nulls=20, open_texts=100,
+                      heldout_texts=100, answer_tokens=128, epochs=12, lr=5e-3, batch=50, nulls=20, open_texts=100,
                       bb_tokens=24_576),
     "gpu": dict(_COMMON, vocab=8192, dim=256, layers=4, base_epochs=2, teacher_epochs=6, train_texts=5000,
-                heldout_texts=500, answer_tokens=64, epochs=8, lr=2e-3, batch=128, nulls=30, open_texts=500,
+                heldout_texts=500, answer_tokens=128, epochs=8, lr=2e-3, batch=128, nulls=30, open_texts=500,
                 bb_tokens=131_072),
     "smoke": dict(_COMMON, corpus_chars=200_000, rhos=(1.0, 0.05), vocab=256, dim=32, layers=1, base_epochs=0.2,
                   teacher_epochs=0.4, train_texts=100, heldout_texts=20, answer_tokens=16, epochs=1, lr=2e-3,
