@@ -16,6 +16,26 @@ from typing import Any, Iterable, Iterator
 from distillscope.errors import InputDataError
 
 
+def last_user_text(prompt: str | None) -> str:
+    """The text a client asked: the last user message of a chat logged as JSON messages (content
+    parts joined), or the prompt itself."""
+    if not prompt:
+        return ""
+    if prompt.startswith("[") and prompt.endswith("]"):
+        try:
+            messages = json.loads(prompt)
+        except ValueError:
+            return prompt
+        if isinstance(messages, list):
+            users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+            users = ["".join(p.get("text", "") for p in u if isinstance(p, dict)) if isinstance(u, list) else u
+                     for u in users]
+            users = [u for u in users if isinstance(u, str)]
+            if users:
+                return users[-1]
+    return prompt
+
+
 def _open_text(path: str | Path) -> Iterator[str]:
     if str(path) == "-":
         yield from sys.stdin

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 from distillscope.audit.radioactivity import TokenText
 from distillscope.errors import AuditError, DistillscopeError
-from distillscope.records import read_jsonl
+from distillscope.records import last_user_text, read_records
 
 
 @dataclass(frozen=True)
@@ -52,26 +52,6 @@ def _served(status: Any) -> bool:
     return False
 
 
-def _prompt_text(prompt: Any) -> str:
-    """The asked text: a plain prompt, or the last user message of a chat logged as JSON messages."""
-    if not isinstance(prompt, str):
-        return ""
-    stripped = prompt.lstrip()
-    if stripped.startswith("[{"):
-        try:
-            messages = json.loads(stripped)
-        except json.JSONDecodeError:
-            return prompt
-        for m in reversed(messages if isinstance(messages, list) else []):
-            if isinstance(m, dict) and m.get("role") == "user":
-                content = m.get("content")
-                if isinstance(content, list):  # content parts
-                    content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-                return content if isinstance(content, str) else ""
-        return ""
-    return prompt
-
-
 def _records_from_rows(rows: Sequence[Any]) -> tuple[list[CorpusRecord], set[str]]:
     out, key_ids = [], set()
     for row in rows:
@@ -82,7 +62,8 @@ def _records_from_rows(rows: Sequence[Any]) -> tuple[list[CorpusRecord], set[str
             continue
         text = next((row[f] for f in ("completion", "text", "answer") if isinstance(row.get(f), str)), None)
         if text and text.strip():
-            out.append(CorpusRecord(_prompt_text(row.get("prompt")), text))
+            prompt = row.get("prompt")
+            out.append(CorpusRecord(last_user_text(prompt) if isinstance(prompt, str) else "", text))
         if isinstance(row.get("watermark_key_id"), str):
             key_ids.add(row["watermark_key_id"])
     return out, key_ids
@@ -96,12 +77,9 @@ def load_corpus(path: str | Path) -> WatermarkedCorpus:
         raise AuditError(f"watermarked corpus {p} does not exist or is not a harvest store",
                          hint="pass --corpus FILE.jsonl (prompt/completion records) or a harvest store directory")
     try:
-        if p.suffix.lower() in (".parquet", ".pq") and not p.is_dir():
-            rows = _read_parquet_rows(p)
-        else:
-            rows = read_jsonl(files[-1])
+        rows = read_records(files[-1], "parquet" if p.suffix.lower() in (".parquet", ".pq") else "jsonl")
         manifest = json.loads(files[0].read_text(encoding="utf-8")) if p.is_dir() else {}
-    except (DistillscopeError, json.JSONDecodeError, OSError, ValueError) as exc:
+    except (DistillscopeError, json.JSONDecodeError) as exc:
         raise AuditError(f"watermarked corpus {p} cannot be read: {exc}",
                          hint="one JSON object per line with 'prompt' and 'completion'") from None
     records, key_ids = _records_from_rows(rows)
@@ -115,15 +93,6 @@ def load_corpus(path: str | Path) -> WatermarkedCorpus:
     for f in files:
         digest.update(f.read_bytes())
     return WatermarkedCorpus(str(p), tuple(records), digest.hexdigest(), frozenset(key_ids))
-
-
-def _read_parquet_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a Parquet corpus (e.g. a request-log export); only the columns the corpus uses."""
-    import pyarrow.parquet as pq
-
-    wanted = ("prompt", "completion", "text", "answer", "status", "watermark_key_id")
-    names = pq.read_schema(path).names
-    return pq.read_table(path, columns=[c for c in wanted if c in names]).to_pylist()
 
 
 def tokenize_corpus(corpus: WatermarkedCorpus, tokenizer: Any,

@@ -17,7 +17,6 @@ index does -- so the clusters are the ones datasketch gives, only faster.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from distillscope.errors import TrafficError
+from distillscope.records import last_user_text  # noqa: F401  (re-exported: the ask of a logged prompt)
 from distillscope.traffic.text_kernels import ASCII_SPACE, map_strings
 
 _QUOTED = re.compile(r"\"[^\"]{1,2000}\"|“[^”]{1,2000}”|'[^']{4,2000}'|`[^`]{1,2000}`")
@@ -39,23 +39,6 @@ _WORD = re.compile(r"[a-z][a-z'-]{2,}")
 # too short to hold a longer quoted span; longer ones go through ``mask`` itself.
 _QUOTED_RE2 = re.sub(r"\{(\d),2000\}", r"{\1,}", _QUOTED.pattern)
 _QUOTED_MAX_TEXT = 2002
-
-
-def last_user_text(prompt: str | None) -> str:
-    """The text a client asked in this request: the last user message of a chat, or the prompt."""
-    if not prompt:
-        return ""
-    if prompt.startswith("[") and prompt.endswith("]"):
-        try:
-            messages = json.loads(prompt)
-        except ValueError:
-            return prompt
-        if isinstance(messages, list):
-            users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-            users = [u for u in users if isinstance(u, str)]
-            if users:
-                return users[-1]
-    return prompt
 
 
 def mask(text: str) -> str:
