@@ -76,10 +76,9 @@ def _subnet(ip: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.replace_substring_regex(v4, r"^([0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f]*):.*$", r"\1")
 
 
-def _word_vectors(words: list[str]) -> np.ndarray:
-    """+-1 vector per word from the bits of its CRC-32 (len(words) x EMBED_DIM, float64)."""
-    h = np.fromiter((zlib.crc32(w.encode()) for w in words), dtype=np.int64, count=len(words))
-    bits = (h[:, None] >> np.arange(EMBED_DIM)[None, :]) & 1
+def _word_vectors(crc: np.ndarray) -> np.ndarray:
+    """+-1 vector per word from the bits of its CRC-32 ``crc`` (len(crc) x EMBED_DIM, float64)."""
+    bits = (crc[:, None] >> np.arange(EMBED_DIM)[None, :]) & 1
     return np.where(bits == 1, 1.0, -1.0)
 
 
@@ -144,7 +143,8 @@ def _topic_features(asks: pa.Array, clusters: np.ndarray, config: PrepareConfig,
     kept = ~common[word] & ~frame_word
     ask, word = ask[kept], word[kept]
     weights = np.log((1 + n) / (1 + df[word])).astype(np.float32)
-    vectors = _word_vectors(list(vocabulary))
+    crc = np.fromiter((zlib.crc32(w.encode()) for w in vocabulary), dtype=np.int64, count=n_words)
+    vectors = _word_vectors(crc)
     emb = np.full((n, EMBED_DIM), np.nan, dtype=np.float32)
     topic = np.full(n, -1, dtype=np.int64)
     if len(ask) == 0:
@@ -161,7 +161,6 @@ def _topic_features(asks: pa.Array, clusters: np.ndarray, config: PrepareConfig,
     is_max = weights == np.repeat(np.maximum.reduceat(weights, starts), per_ask[per_ask > 0])
     at_max = np.flatnonzero(is_max)
     lead = at_max[np.r_[True, ask[at_max][1:] != ask[at_max][:-1]]]
-    crc = np.fromiter((zlib.crc32(w.encode()) for w in vocabulary), dtype=np.int64, count=n_words)
     topic[ask[lead]] = crc[word[lead]]
     return emb, topic
 
