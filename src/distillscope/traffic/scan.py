@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -240,18 +240,13 @@ def scan(log: RequestLogTable | str | Path | pa.Table, calibration: Calibration,
          config: ScanConfig = ScanConfig(), *, mapping: Mapping[str, str] | None = None,
          progress: Progress | None = None) -> ScanResult:
     """Rank the accounts and campaigns of a log against a benign calibration."""
-    if calibration.config != config.scoring:
-        config = ScanConfig(config.prepare, config.coordination, config.link, calibration.config, config.examples,
-                            config.distribution)
-    t0 = time.perf_counter()
-    eng_name = engine if isinstance(engine, str) else engine.name
     dist = calibration.distribution_reference
     if dist is None:
         raise TrafficError("the calibration has no distribution-test reference",
                            hint="re-run distillscope traffic calibrate on benign traffic")
-    if dist.config != config.distribution:
-        config = ScanConfig(config.prepare, config.coordination, config.link, config.scoring, config.examples,
-                            dist.config)
+    config = replace(config, scoring=calibration.config, distribution=dist.config)   # scored as calibrated
+    t0 = time.perf_counter()
+    eng_name = engine if isinstance(engine, str) else engine.name
     a = analyse(log, engine, config, mapping=mapping, progress=progress, features=dist.features)
     a = Analysis(a.prepared, attach(a.account_features, a.distribution.accounts, dist, "account_id"), a.clusters,
                  attach(a.campaign_features, a.distribution.campaigns, dist, "campaign_id"), a.report, a.distribution)
