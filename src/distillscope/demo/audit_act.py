@@ -50,13 +50,14 @@ def _served_corpus(ctx: DemoContext) -> Path | None:
     engine = ctx.artifacts.get("gateway_engine")
     if engine is None:
         return None
+    from distillscope.demo.distill_act import HARVEST_ACCOUNT
     from distillscope.errors import DistillscopeError
     from distillscope.gateway.accounts import AccountStore
     from distillscope.gateway.requestlog import RequestLog
 
-    out = ctx.workdir / "served-to-distill-demo.jsonl"
+    out = ctx.workdir / f"served-to-{HARVEST_ACCOUNT}.jsonl"
     try:
-        account = AccountStore(engine).get_account("distill-demo").account_id
+        account = AccountStore(engine).get_account(HARVEST_ACCOUNT).account_id
         n = RequestLog(engine).export(out, format="jsonl", account_id=account)
     except DistillscopeError:
         logger.warning("could not export the harvesting account's log; auditing against the harvest", exc_info=True)
@@ -116,10 +117,12 @@ def act(ctx: DemoContext) -> ActResult:
         cells = {t.test: (f"{t.p_value:.2g} (n={t.n_scored})" if t.ran else t.status) for t in m.tests}
         rows.append((m.role, cells.get("open", "—"), cells.get("blackbox", "—"), cells.get("passive", "—"),
                      f"{m.combined_p:.2g}"))
+    source = ("what the gateway served to the harvesting account, from our request log" if served
+              else "the harvest store")
     notes = (f"verdict on the student: {result.verdict.label} — {result.verdict.summary}",
              f"control (student of {plan['reference']}'s answers): combined p = {result.control.combined_p:.2g}, "
              f"{'not significant' if result.control.combined_p > config.control_alpha else 'significant'}",
              f"evidence report: {html} (JSON: {js})",
-             f"our corpus: {'what the gateway served to the harvesting account, from our request log' if served else 'the harvest store'}"
-             f" ({config.corpus}; key id {scheme.key.key_id if scheme is not None else 'from settings'})")
+             f"our corpus: {source} ({config.corpus}; key id "
+             f"{scheme.key.key_id if scheme is not None else 'from settings'})")
     return ActResult(title, ("model", "open p", "black-box p", "passive p", "combined p"), tuple(rows), notes)

@@ -21,6 +21,8 @@ from distillscope.demo import ActResult, DemoContext
 
 logger = logging.getLogger(__name__)
 
+HARVEST_ACCOUNT = "distill-demo"   # the rival's account on the demo gateway (the audit exports its log)
+
 # The rival trains to convergence: many passes over the harvest at a high learning rate, so the student
 # learns the teacher's (watermarked) next-token distribution and not just its unigram statistics; three
 # epochs leave a from-scratch student that the audit rightly cannot tell from an independent model.
@@ -52,8 +54,8 @@ def _gateway_key(ctx: DemoContext) -> str | None:
         return None
     try:
         if hasattr(admin, "create_account"):
-            admin.create_account("distill-demo")
-        created = admin.create_key("distill-demo")
+            admin.create_account(HARVEST_ACCOUNT)
+        created = admin.create_key(HARVEST_ACCOUNT)
     except Exception:  # a demo must go on: fall back to harvesting in process
         logger.warning("could not create a gateway key for the harvest; answering in process", exc_info=True)
         return None
