@@ -29,7 +29,7 @@ from scipy.sparse.csgraph import connected_components
 
 from distillscope.errors import TrafficError
 from distillscope.records import last_user_text  # noqa: F401  (re-exported: the ask of a logged prompt)
-from distillscope.traffic.text_kernels import ASCII_SPACE, map_strings
+from distillscope.traffic.text_kernels import ASCII_SPACE, map_strings, scatter
 
 _QUOTED = re.compile(r"\"[^\"]{1,2000}\"|“[^”]{1,2000}”|'[^']{4,2000}'|`[^`]{1,2000}`")
 _NUMBER = re.compile(r"[$€£]?\d+(?:[.,]\d+)*%?")
@@ -104,9 +104,7 @@ def _shingle_table(masked: pa.Array, k: int) -> tuple[np.ndarray, pa.Array]:
     long_pos, short_at = pos[is_long], np.flatnonzero(~is_long)
     joined = pc.binary_join_element_wise(*(flat.take(pa.array(long_pos + i)) for i in range(k)), " ")
     short = masked.take(pa.array(text_ids[short_at]))
-    order = np.empty(len(text_ids), dtype=np.int64)
-    order[np.concatenate([np.flatnonzero(is_long), short_at])] = np.arange(len(text_ids))
-    return text_ids, pa.concat_arrays([joined.cast(pa.string()), short.cast(pa.string())]).take(pa.array(order))
+    return text_ids, scatter([joined.cast(pa.string()), short.cast(pa.string())], [np.flatnonzero(is_long), short_at])
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:

@@ -38,10 +38,16 @@ def map_strings(arr: pa.Array, fast: Callable[[pa.Array], pa.Array], slow: Calla
     ascii_idx, other_idx = split_ascii(arr, max_length)
     if len(other_idx) == 0:
         return fast(arr).cast(out_type)
-    parts = [fast(arr.take(pa.array(ascii_idx))).cast(out_type),
-             pa.array([slow(s) for s in arr.take(pa.array(other_idx)).to_pylist()], type=out_type)]
-    order = np.empty(len(arr), dtype=np.int64)
-    order[np.concatenate([ascii_idx, other_idx])] = np.arange(len(arr))
+    return scatter([fast(arr.take(pa.array(ascii_idx))).cast(out_type),
+                    pa.array([slow(s) for s in arr.take(pa.array(other_idx)).to_pylist()], type=out_type)],
+                   [ascii_idx, other_idx])
+
+
+def scatter(parts: list[pa.Array], positions: list[np.ndarray]) -> pa.Array:
+    """One array from ``parts``: element ``j`` of ``parts[k]`` lands at ``positions[k][j]`` (the
+    positions together are a permutation of ``range(total length)``)."""
+    order = np.empty(sum(len(p) for p in positions), dtype=np.int64)
+    order[np.concatenate(positions)] = np.arange(len(order))
     return pa.concat_arrays(parts).take(pa.array(order))
 
 
@@ -52,7 +58,4 @@ def replace_at(arr: pa.Array, idx: np.ndarray, values: list) -> pa.Array:
     keep = np.ones(len(arr), dtype=bool)
     keep[idx] = False
     kept_idx = np.flatnonzero(keep)
-    order = np.empty(len(arr), dtype=np.int64)
-    order[np.concatenate([kept_idx, idx])] = np.arange(len(arr))
-    merged = pa.concat_arrays([arr.take(pa.array(kept_idx)), pa.array(values, type=arr.type)])
-    return merged.take(pa.array(order))
+    return scatter([arr.take(pa.array(kept_idx)), pa.array(values, type=arr.type)], [kept_idx, idx])
