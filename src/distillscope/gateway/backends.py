@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 from distillscope.errors import GatewayError
 from distillscope.gateway import responses
@@ -211,14 +211,16 @@ class LocalBackend(GeneratingBackend):
                 hint="shorten the prompt or lower max_tokens", code="context_length_exceeded")
         return prompt_ids
 
+    def submit(self, request: GenerationRequest, j: int, sink: Any = None) -> Awaitable[Any]:
+        """Queue sample ``j`` of ``request`` with the batcher (seed + j; seeded samples run alone)."""
+        prompt = list(request.prompt) if isinstance(request.prompt, tuple) else request.prompt
+        seed = None if request.seed is None else request.seed + j
+        return self.batcher.submit(prompt, self.sampling_params(request, seed), alone=seed is not None, sink=sink)
+
     async def generate(self, request: GenerationRequest) -> GenerationOutput:
         prompt = list(request.prompt) if isinstance(request.prompt, tuple) else request.prompt
         prompt_ids = await self.prompt_ids(request)
-        jobs = []
-        for j in range(request.n):
-            seed = None if request.seed is None else request.seed + j
-            jobs.append(self.batcher.submit(prompt, self.sampling_params(request, seed), alone=seed is not None))
-        generations = await asyncio.gather(*jobs)
+        generations = await asyncio.gather(*(self.submit(request, j) for j in range(request.n)))
         choices = tuple(self.choice(g, request) for g in generations)
         text = prompt if isinstance(prompt, str) else ""
         return GenerationOutput(choices=choices, prompt_tokens=len(prompt_ids), prompt_text=text,

@@ -84,6 +84,10 @@ class GeneratedChoice:
     logprobs: tuple[TokenLogprob, ...] | None
     pieces: tuple[str, ...]
 
+    def logprob_at(self, t: int) -> TokenLogprob | None:
+        """Token ``t``'s log-prob entry (None without log-probs)."""
+        return self.logprobs[t] if self.logprobs is not None and t < len(self.logprobs) else None
+
 
 @dataclass(frozen=True)
 class GenerationRequest:

@@ -125,8 +125,7 @@ def chat_chunks(call: Call, out: GenerationOutput) -> Iterator[dict[str, Any]]:
     for i, c in enumerate(out.choices):
         yield chat_role_chunk(call, i, fp)
         for t, piece in enumerate(c.pieces):
-            lp = c.logprobs[t] if c.logprobs is not None and t < len(c.logprobs) else None
-            yield chat_token_chunk(call, i, piece, lp, fp)
+            yield chat_token_chunk(call, i, piece, c.logprob_at(t), fp)
         yield chat_finish_chunk(call, i, c.finish_reason, fp)
     if wants_usage(call):
         yield usage_chunk(call, out.prompt_tokens, sum(c.completion_tokens for c in out.choices), fp)
@@ -156,8 +155,7 @@ def completion_chunks(call: Call, outs: list[GenerationOutput]) -> Iterator[dict
             if call.request.echo and out.prompt_text:
                 yield completion_text_chunk(call, index, out.prompt_text)
             for t, piece in enumerate(c.pieces):
-                lp = c.logprobs[t] if c.logprobs is not None and t < len(c.logprobs) else None
-                yield completion_text_chunk(call, index, piece, logprob=lp)
+                yield completion_text_chunk(call, index, piece, logprob=c.logprob_at(t))
             yield completion_text_chunk(call, index, "", finish_reason=c.finish_reason)
             index += 1
     if wants_usage(call):

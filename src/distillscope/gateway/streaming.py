@@ -147,11 +147,7 @@ class LiveStream:
             for pos, req in enumerate(self.requests):
                 for j in range(req.n):
                     ch = _Choice(len(choices), req, pos, backend.releaser(req.stop))
-                    seed = None if req.seed is None else req.seed + j
-                    prompt = list(req.prompt) if isinstance(req.prompt, tuple) else req.prompt
-                    job = asyncio.ensure_future(backend.batcher.submit(
-                        prompt, backend.sampling_params(req, seed), alone=seed is not None,
-                        sink=self._sink(loop, events, ch)))
+                    job = asyncio.ensure_future(backend.submit(req, j, sink=self._sink(loop, events, ch)))
                     job.add_done_callback(lambda f, ch=ch: events.put_nowait((ch, f)))
                     choices.append(ch)
                     jobs.append(job)
@@ -166,8 +162,7 @@ class LiveStream:
                     final = backend.choice(item.result(), ch.request)   # raises a failed generation's error
                     finals[ch.index] = final
                     for t, piece in enumerate(ch.releaser.finish(final), start=ch.releaser.sent_tokens):
-                        lp = final.logprobs[t] if final.logprobs is not None and t < len(final.logprobs) else None
-                        yield self._token_chunk(ch, piece, lp)
+                        yield self._token_chunk(ch, piece, final.logprob_at(t))
                     yield self._finish_chunk(ch, final.finish_reason)
                     continue
                 lp = backend.token_logprob(item, ch.request)
