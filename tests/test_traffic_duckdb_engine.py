@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import duckdb
 import pyarrow as pa
 import pytest
 
@@ -24,7 +25,9 @@ def test_default_memory_limit_is_a_quarter_of_ram_and_applied(tmp_path, monkeypa
     set_limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     spill = con.execute("SELECT current_setting('temp_directory')").fetchone()[0]
     # DuckDB reports the limit in its own units (e.g. 5.8 GiB); it must not be its 80 % default
-    assert set_limit and spill.startswith(os.path.join(os.path.dirname(spill), "distillscope-duckdb-"))
+    with duckdb.connect(":memory:") as fresh:
+        duckdb_default = fresh.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert set_limit != duckdb_default and spill.startswith(os.path.join(os.path.dirname(spill), "distillscope-duckdb-"))
     engine.close()
     assert not os.path.exists(spill)
     assert not (tmp_path / ".tmp").exists()
