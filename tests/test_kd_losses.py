@@ -109,3 +109,60 @@ def test_answer_cross_entropy_ignores_masked_labels():
     lp = torch.log_softmax(logits, dim=-1)
     want = -(lp[0, 0, 2] + lp[0, 2, 4]) / 2
     assert answer_cross_entropy(logits, labels).item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def _knocked_out_tail(logits, ids, valid):
+    """The student tail the slow way: logsumexp over the vocabulary with the top-k ids removed."""
+    lp = torch.log_softmax(logits.double(), dim=-1)
+    knocked = torch.zeros_like(lp, dtype=torch.bool).scatter(-1, torch.where(valid, ids, 0), valid)
+    return torch.logsumexp(lp.masked_fill(knocked, -math.inf), dim=-1)
+
+
+def test_student_tail_equals_knocked_out_logsumexp_even_when_tiny():
+    from distillscope.distill.losses import bucket_logprobs
+
+    g = torch.Generator().manual_seed(3)
+    V, K = 300, 5
+    logits = torch.randn(4, V, generator=g)
+    ids = torch.stack([torch.randperm(V, generator=g)[:K] for _ in range(4)])
+    logits[1].scatter_(0, ids[1], 30.0)          # top-k holds all but ~1e-11 of the mass
+    ids[2, 3] = ids[2, 1]                        # a repeated id leaves the tail once
+    lps = torch.full((4, K), -1.0)
+    lps[3, 4] = -math.inf                        # padding
+    valid = torch.isfinite(lps)
+    _, student = bucket_logprobs(logits, ids, lps)
+    want = _knocked_out_tail(logits, ids, valid)
+    assert torch.isfinite(student).all()
+    for row in (0, 2, 3):
+        assert student[row, -1].item() == pytest.approx(want[row].item(), rel=1e-5, abs=1e-6)
+    # a nearly-empty tail (true mass ~1e-11) is known to float32 rounding only (~1e-7): it stays finite
+    # and tiny, far below the teacher's smallest tail (TAIL_FLOOR)
+    assert math.exp(student[1, -1].item()) < TAIL_FLOOR / 10
+
+
+def test_shared_log_probs_give_the_same_losses_and_gradients(small_case):
+    from distillscope.distill.losses import student_log_probs
+
+    logits, ids, lps, mask = small_case
+    for fn in (topk_forward_kl, topk_reverse_kl, topk_jsd):
+        a = logits.clone().requires_grad_(True)
+        b = logits.clone().requires_grad_(True)
+        plain = fn(a, ids, lps, mask)
+        shared = fn(b, ids, lps, mask, student_logprobs=student_log_probs(b))
+        assert shared.item() == pytest.approx(plain.item(), rel=1e-6)
+        (ga,) = torch.autograd.grad(plain, a)
+        (gb,) = torch.autograd.grad(shared, b)
+        assert torch.allclose(ga, gb, atol=1e-6)
+    labels = torch.tensor([[2, -100, 4], [1, 3, -100]])
+    lp = student_log_probs(logits)
+    assert answer_cross_entropy(logits, labels, student_logprobs=lp).item() == pytest.approx(
+        answer_cross_entropy(logits, labels).item(), rel=1e-6)
+
+
+def test_all_true_mask_takes_no_copy_and_matches_a_partial_mask():
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(3, 2, 9, generator=g)
+    lps, ids = torch.log_softmax(torch.randn(3, 2, 9, generator=g), -1).topk(3, dim=-1)
+    full = torch.ones(3, 2, dtype=torch.bool)
+    want = _reference("forward", logits, ids, lps, full)
+    assert topk_forward_kl(logits, ids, lps, full).item() == pytest.approx(want, rel=1e-4)

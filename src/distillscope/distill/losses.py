@@ -6,8 +6,8 @@ log-probabilities. These functions compare the student with that partial distrib
 probability mass,
 
 * teacher tail: ``p_tail = 1 - sum(exp(topk_logprobs))`` (floored at ``TAIL_FLOOR``),
-* student tail: ``log q_tail = logsumexp`` of the student's log-probabilities over every token
-  that is *not* in the teacher's top-k.
+* student tail: ``log q_tail = log(1 - sum of the student's probabilities of the top-k tokens)``,
+  i.e. the student's mass on every token that is *not* in the teacher's top-k.
 
 So both sides are proper distributions over the same buckets and the KL is exact for them.
 
@@ -40,12 +40,28 @@ PAD_LOGPROB = -1e4
 """Log-probability given to padded buckets: ``exp`` is exactly 0 and gradients stay finite."""
 
 
+def student_log_probs(student_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``log_softmax(logits / T)`` in float32: the student's side of every loss here. At ``T = 1`` the
+    trainer computes it once and hands it to both the cross-entropy and the KD loss."""
+    z = student_logits.float()
+    return torch.log_softmax(z / temperature if temperature != 1.0 else z, dim=-1)
+
+
 def bucket_logprobs(student_logits: torch.Tensor, topk_ids: torch.Tensor, topk_logprobs: torch.Tensor,
-                    temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                    temperature: float = 1.0, *,
+                    student_logprobs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher and student log-probabilities over the ``K + 1`` buckets (top-k, then tail).
 
     Returns ``(teacher, student)``, each ``[..., K + 1]``; padded top-k entries are
-    ``PAD_LOGPROB`` on both sides so they carry no mass.
+    ``PAD_LOGPROB`` on both sides so they carry no mass. ``student_logprobs`` (optional) is
+    ``student_log_probs(student_logits, temperature)`` when the caller already has it.
+
+    The student's tail is ``log(1 - sum of its top-k probabilities)``, summed in float64: the same
+    quantity as a logsumexp over the knocked-out vocabulary (``log_softmax`` is normalised), with
+    the same gradient, but without three more passes over a ``[..., V]`` tensor, which were a
+    fifth of a small student's training step. It is exact up to the float32 rounding of the
+    log-softmax (about 1e-7 of absolute mass), far below the teacher's ``TAIL_FLOOR``, so only a
+    tail the student already makes negligible is blurred. Duplicate ids in a top-k list count once.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -57,15 +73,27 @@ def bucket_logprobs(student_logits: torch.Tensor, topk_ids: torch.Tensor, topk_l
     if temperature != 1.0:
         teacher = torch.log_softmax(teacher / temperature, dim=-1)
 
-    s_lp = torch.log_softmax(student_logits.float() / temperature, dim=-1)
+    s_lp = student_logprobs if student_logprobs is not None else student_log_probs(student_logits, temperature)
     ids = torch.where(valid, topk_ids, torch.zeros_like(topk_ids))
+    # A repeated id is a bucket of its own on both sides (as before) but its mass leaves the tail once.
+    first = valid & _first_occurrence(ids)
     s_top = s_lp.gather(-1, ids)
     s_top = torch.where(valid, s_top, torch.full_like(s_top, PAD_LOGPROB))
-    # Student tail: logsumexp over the vocabulary with the (valid) top-k ids knocked out.
-    knocked = torch.zeros_like(s_lp, dtype=torch.bool).scatter(-1, ids, valid)
-    s_tail = torch.logsumexp(s_lp.masked_fill(knocked, -math.inf), dim=-1)
+    s_mass = torch.where(first, s_top, torch.full_like(s_top, PAD_LOGPROB)).double().exp().sum(-1)
+    s_tail = torch.log1p(-torch.clamp(s_mass, max=1.0 - STUDENT_TAIL_FLOOR)).float()
     student = torch.cat([s_top, s_tail.unsqueeze(-1)], dim=-1)
     return teacher, student
+
+
+STUDENT_TAIL_FLOOR = 1e-12
+"""Smallest student tail mass (float64 rounding can push the top-k sum to 1)."""
+
+
+def _first_occurrence(ids: torch.Tensor) -> torch.Tensor:
+    """``[..., K]`` bool: the entry is the first of its value in its top-k list."""
+    same = ids.unsqueeze(-1) == ids.unsqueeze(-2)                       # [..., K, K]
+    earlier = torch.ones(ids.shape[-1], ids.shape[-1], dtype=torch.bool, device=ids.device).tril(-1)
+    return ~(same & earlier).any(-1)
 
 
 def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -83,30 +111,36 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor, temperature: float) -
     return values[mask].sum() / n * (temperature ** 2)
 
 
-def _select(mask: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Keep only the masked positions (saves the full-vocabulary work on padding)."""
+def _select(mask: torch.Tensor, *tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    """Keep only the masked positions (saves the full-vocabulary work on padding); no copy when
+    every position is masked in. ``None`` entries stay ``None``."""
     m = mask.bool()
-    return tuple(t[m] for t in tensors)
+    if m.all():
+        return tuple(t.reshape(-1, *t.shape[m.dim():]) if t is not None else None for t in tensors)
+    return tuple(t[m] if t is not None else None for t in tensors)
 
 
 def topk_forward_kl(student_logits: torch.Tensor, topk_ids: torch.Tensor, topk_logprobs: torch.Tensor,
-                    mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+                    mask: torch.Tensor, temperature: float = 1.0, *,
+                    student_logprobs: torch.Tensor | None = None) -> torch.Tensor:
     """Forward KL ``KL(teacher || student)`` over top-k + tail buckets (mass-covering)."""
-    logits, ids, lps = _select(mask, student_logits, topk_ids, topk_logprobs)
-    teacher, student = bucket_logprobs(logits, ids, lps, temperature)
+    logits, ids, lps, s_lp = _select(mask, student_logits, topk_ids, topk_logprobs, student_logprobs)
+    teacher, student = bucket_logprobs(logits, ids, lps, temperature, student_logprobs=s_lp)
     return _masked_mean(_kl(teacher, student), torch.ones(teacher.shape[:-1], dtype=torch.bool), temperature)
 
 
 def topk_reverse_kl(student_logits: torch.Tensor, topk_ids: torch.Tensor, topk_logprobs: torch.Tensor,
-                    mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+                    mask: torch.Tensor, temperature: float = 1.0, *,
+                    student_logprobs: torch.Tensor | None = None) -> torch.Tensor:
     """Reverse KL ``KL(student || teacher)`` over top-k + tail buckets (mode-seeking)."""
-    logits, ids, lps = _select(mask, student_logits, topk_ids, topk_logprobs)
-    teacher, student = bucket_logprobs(logits, ids, lps, temperature)
+    logits, ids, lps, s_lp = _select(mask, student_logits, topk_ids, topk_logprobs, student_logprobs)
+    teacher, student = bucket_logprobs(logits, ids, lps, temperature, student_logprobs=s_lp)
     return _masked_mean(_kl(student, teacher), torch.ones(teacher.shape[:-1], dtype=torch.bool), temperature)
 
 
 def topk_jsd(student_logits: torch.Tensor, topk_ids: torch.Tensor, topk_logprobs: torch.Tensor,
-             mask: torch.Tensor, temperature: float = 1.0, beta: float = 0.5) -> torch.Tensor:
+             mask: torch.Tensor, temperature: float = 1.0, beta: float = 0.5, *,
+             student_logprobs: torch.Tensor | None = None) -> torch.Tensor:
     """Generalised Jensen-Shannon divergence over top-k + tail buckets.
 
     ``JSD_beta = beta * KL(p || m) + (1 - beta) * KL(q || m)`` with ``m = beta p + (1 - beta) q``
@@ -114,8 +148,8 @@ def topk_jsd(student_logits: torch.Tensor, topk_ids: torch.Tensor, topk_logprobs
     """
     if not 0.0 < beta < 1.0:
         raise ValueError(f"beta must be in (0, 1), got {beta}")
-    logits, ids, lps = _select(mask, student_logits, topk_ids, topk_logprobs)
-    teacher, student = bucket_logprobs(logits, ids, lps, temperature)
+    logits, ids, lps, s_lp = _select(mask, student_logits, topk_ids, topk_logprobs, student_logprobs)
+    teacher, student = bucket_logprobs(logits, ids, lps, temperature, student_logprobs=s_lp)
     log_m = torch.logsumexp(torch.stack([teacher + math.log(beta), student + math.log(1 - beta)]), dim=0)
     values = beta * _kl(teacher, log_m) + (1 - beta) * _kl(student, log_m)
     return _masked_mean(values, torch.ones(teacher.shape[:-1], dtype=torch.bool), temperature)
@@ -125,9 +159,14 @@ KD_LOSSES = {"forward": topk_forward_kl, "reverse": topk_reverse_kl, "jsd": topk
 """The KD losses by their ``DistillConfig.kd_loss`` name."""
 
 
-def answer_cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over positions whose label is not ``-100`` (already aligned)."""
+def answer_cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor, *,
+                         student_logprobs: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean next-token cross-entropy over positions whose label is not ``-100`` (already aligned);
+    ``student_logprobs`` (``student_log_probs(student_logits)``) saves a second log-softmax."""
     if (labels != -100).sum() == 0:
         return student_logits.sum() * 0.0
+    if student_logprobs is not None:
+        return F.nll_loss(student_logprobs.reshape(-1, student_logprobs.shape[-1]), labels.reshape(-1),
+                          ignore_index=-100)
     return F.cross_entropy(student_logits.reshape(-1, student_logits.shape[-1]).float(), labels.reshape(-1),
                            ignore_index=-100)

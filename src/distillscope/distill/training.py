@@ -27,7 +27,7 @@ from distillscope import __version__
 from distillscope.errors import ConfigError, DistillError, ModelError
 from distillscope.distill.kd_data import (KDCollator, build_examples, load_records, require_topk,
                                           split_heldout)
-from distillscope.distill.losses import KD_LOSSES, answer_cross_entropy
+from distillscope.distill.losses import KD_LOSSES, answer_cross_entropy, student_log_probs
 from distillscope.distill.student import build_student, check_tokenizer, count_parameters, load_student_tokenizer
 from distillscope.progress import Progress, ensure_progress
 
@@ -226,14 +226,18 @@ class DistillTrainer(Trainer):
                      num_items_in_batch: Any = None) -> Any:
         cfg = self.distill_config
         outputs, logits, targets, keep = self._answer_logits(model, inputs)
-        ce = answer_cross_entropy(logits, targets)
+        use_kd = self.token_level and cfg.kd_weight > 0
+        # One log-softmax over the vocabulary serves both terms (at T = 1 they share it exactly).
+        shared = student_log_probs(logits) if use_kd and cfg.temperature == 1.0 else None
+        ce = answer_cross_entropy(logits, targets, student_logprobs=shared)
         loss = cfg.ce_weight * ce
         kd = None
-        if self.token_level and cfg.kd_weight > 0:
+        if use_kd:
             topk_ids, topk_lps = inputs["topk_ids"][:, 1:][keep], inputs["topk_logprobs"][:, 1:][keep]
             mask = torch.isfinite(topk_lps).any(-1)
             extra = {"beta": cfg.jsd_beta} if cfg.kd_loss == "jsd" else {}
-            kd = KD_LOSSES[cfg.kd_loss](logits, topk_ids, topk_lps, mask, cfg.temperature, **extra)
+            kd = KD_LOSSES[cfg.kd_loss](logits, topk_ids, topk_lps, mask, cfg.temperature, student_logprobs=shared,
+                                        **extra)
             loss = loss + cfg.kd_weight * kd
         if model.training:
             self.tokens_seen += int(inputs["attention_mask"].sum())
