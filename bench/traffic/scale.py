@@ -3,6 +3,14 @@
     python bench/traffic/scale.py --rows 10000000                  # the issue's 10M-row run
     python bench/traffic/scale.py --rows 1000000 --spark-rows 300000 # quicker look
     python bench/traffic/scale.py --markdown                         # rewrite the docs section only
+    python bench/traffic/scale.py --rows 10000000 --spark-only --dir /tmp/scale   # Spark on the full log
+
+``--spark-only`` keeps the DuckDB results already in ``--out`` (a run of the same ``--rows``),
+simulates the same log again (same seed; row, account and distinct-prompt counts are checked
+against that run) and measures Spark on it at full size: load, prepare, DuckDB's and Spark's
+feature SQL (so that ratio comes from one run) and Spark's full scan (its ratio is to the
+recorded DuckDB scan of the same log, an earlier run; both load averages are recorded). It
+exists because both full scans in one process do not fit in this machine's memory.
 
 Writes bench/results/traffic_scale.json and the ``traffic-scale`` section of docs/benchmarks.md.
 The log is simulated with the proportions of bench/traffic/run.py (benign users, hard negatives,
@@ -72,8 +80,10 @@ def feature_sql(slim, engine) -> None:
     engine.run(coordination_pairs_sql(), {"rare_keys": rare})
 
 
-def measure_log(path: Path, cal, engines: dict, steps: dict, on_step=lambda: None) -> dict:
-    """load, prepare, feature SQL and full scan of one log on each engine (name -> engine)."""
+def measure_log(path: Path, cal, engines: dict, steps: dict, on_step=lambda: None,
+                scan_engines: tuple[str, ...] | None = None) -> dict:
+    """load, prepare, feature SQL and full scan of one log on each engine (name -> engine); the full
+    scan only on ``scan_engines`` (default: every engine)."""
     log, load = timed(lambda: load_log(path, columns=SCAN_COLUMNS), 0)
     n = log.num_rows
     steps["load"] = {**load, "rows": n, "rows_per_s": round(n / load["seconds"])}
@@ -94,6 +104,8 @@ def measure_log(path: Path, cal, engines: dict, steps: dict, on_step=lambda: Non
     del slim
     gc.collect()
     for name, eng in engines.items():
+        if scan_engines is not None and name not in scan_engines:
+            continue
         _, steps[f"scan_{name}"] = timed(lambda: scan(load_log(path, columns=SCAN_COLUMNS), cal, eng), n)
         on_step()
         if hasattr(eng, "clear"):
@@ -129,9 +141,17 @@ def markdown(r: dict) -> str:
                   + f"; Spark session start {sp['session_start_s']:.0f} s, not counted:", "",
                   "| step | rows | DuckDB s | Spark s | Spark / DuckDB |", "|---|---|---|---|---|"]
         for key, label in (("feature_sql", "feature + coordination SQL"), ("scan", "full scan")):
-            d, k = sp["steps"][f"{key}_duckdb"], sp["steps"][f"{key}_spark"]
-            lines.append(f"| {label} | {d['rows']:,} | {d['seconds']:,.1f} | {k['seconds']:,.1f} | "
+            d, k = sp["steps"].get(f"{key}_duckdb"), sp["steps"][f"{key}_spark"]
+            if d is None:   # --spark-only: DuckDB's full scan of the same log is the main run's
+                d, label = s[f"{key}_duckdb"], f"{label} (DuckDB: the main run above)"
+            lines.append(f"| {label} | {k['rows']:,} | {d['seconds']:,.1f} | {k['seconds']:,.1f} | "
                          f"{sp['ratio_spark_over_duckdb'][key]:.1f}× |")
+        if sp.get("spark_only"):
+            lines += ["", f"Spark rows/s on the full log: feature SQL {sp['steps']['feature_sql_spark']['rows_per_s']:,}, "
+                      f"full scan {sp['steps']['scan_spark']['rows_per_s']:,} (load average "
+                      f"{sp['steps']['scan_spark']['load_avg']:.1f}; the log simulated again with the same seed "
+                      + ("matched the DuckDB run's rows, accounts and distinct prompts)." if sp.get("log_matches")
+                         else "did NOT match the DuckDB run's counts: compare with care).")]
     if r.get("notes"):
         lines += [""] + [f"- {n}" for n in r["notes"]]
     return "\n".join(lines)
@@ -163,6 +183,9 @@ def main() -> None:
                          "tables Python holds and got a 10M-row run OOM-killed)")
     ap.add_argument("--note", action="append", default=[], help="a remark recorded with the results (repeatable)")
     ap.add_argument("--markdown", action="store_true", help="only rewrite the docs section from the JSON")
+    ap.add_argument("--spark-only", action="store_true",
+                    help="keep the DuckDB results of --out and measure Spark on the same log at full size")
+    ap.add_argument("--spark-driver-memory", default="6g", help="Spark local mode's driver (and only JVM) heap")
     ap.add_argument("--resume", action="store_true",
                     help="keep the Spark and simulate results of --out and the log in --dir; measure the rest")
     args = ap.parse_args()
@@ -190,6 +213,9 @@ def main() -> None:
         out.write_text(json.dumps(result, indent=1))
 
     cal = calibrate(simulate(benign_reference_config(n_benign=3000, seed=99)).log)
+    if args.spark_only:
+        spark_only(args, work, cal)
+        return
     duck = make_engine("duckdb", memory_limit=args.duckdb_memory)
     steps: dict = {k: v for k, v in previous.get("steps", {}).items() if k == "simulate"}
     path = work / "log.parquet"
@@ -237,6 +263,49 @@ def main() -> None:
     save(final=True)
     write_section(markdown(result))
     print(json.dumps(result, indent=1))
+
+
+def spark_only(args, work: Path, cal) -> None:
+    """Spark on the full log of the DuckDB run recorded in ``--out`` (see the module docstring)."""
+    out = Path(args.out)
+    result = json.loads(out.read_text()) if out.exists() else {}
+    if result.get("requested_rows") != args.rows or "scan_duckdb" not in result.get("steps", {}):
+        raise SystemExit(f"--spark-only: {out} holds no complete DuckDB run of --rows {args.rows}; run without it first")
+    path = work / "log.parquet"
+    sp: dict = {"same_log": True, "spark_only": True, "shuffle_partitions": 4,
+                "driver_memory": args.spark_driver_memory, "why_smaller": ""}
+    if not path.exists():
+        (_, _, n), sp["simulate_again"] = timed(lambda: simulate_to_file(scaled_config(args.rows), path,
+                                                                          workers=args.workers), 0)
+
+    def save() -> None:
+        result["spark"] = sp
+        loads = [v["load_avg"] for v in result["steps"].values()] + [v["load_avg"] for v in sp.get("steps", {}).values()]
+        result["load_avg_range"] = [min(loads), max(loads)]
+        result["spark_peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 1)
+        out.write_text(json.dumps(result, indent=1))
+
+    duck = make_engine("duckdb", memory_limit=args.duckdb_memory)
+    spark = make_engine("spark", master="local[*]", shuffle_partitions=4, driver_memory=args.spark_driver_memory)
+    warm = prepare(load_log(pq.ParquetFile(path).read_row_group(0).slice(0, 1000))).select(list(SQL_COLUMNS))
+    t0 = time.perf_counter()
+    spark.run(entity_features_sql(), {"requests": warm})    # JVM start and first plan, not counted
+    sp["session_start_s"] = round(time.perf_counter() - t0, 1)
+    spark.clear()
+    sp["steps"] = {}
+    info = measure_log(path, cal, {"duckdb": duck, "spark": spark}, sp["steps"], on_step=save,
+                       scan_engines=("spark",))
+    spark.close()
+    duck.close()
+    sp.update(rows=info["rows"], distinct_prompt_fraction=info["distinct_prompt_fraction"],
+              log_matches=all(info[k] == result.get(k) for k in ("rows", "accounts", "distinct_prompts")))
+    st = sp["steps"]
+    sp["ratio_spark_over_duckdb"] = {
+        "feature_sql": round(st["feature_sql_spark"]["seconds"] / st["feature_sql_duckdb"]["seconds"], 2),
+        "scan": round(st["scan_spark"]["seconds"] / result["steps"]["scan_duckdb"]["seconds"], 2)}
+    save()
+    write_section(markdown(result))
+    print(json.dumps(sp, indent=1))
 
 
 if __name__ == "__main__":
