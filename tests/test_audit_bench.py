@@ -64,15 +64,19 @@ def test_green_matrix_agrees_with_the_detector(bench):
 @pytest.mark.slow
 def test_smoke_preset_runs_end_to_end(bench, tmp_path):
     out = tmp_path / "audit.json"
-    log = bench.main(["--preset", "smoke", "--out", str(out), "--work", str(tmp_path / "work")])
+    log = bench.main(["--preset", "smoke", "--out", str(out), "--work", str(tmp_path / "work"),
+                      "--set", "bb_temperatures=[1.0, 0.5]"])
     saved = json.loads(out.read_text())
     assert saved["config"]["preset"] == "smoke"
     assert set(saved["rho"]) == {"1", "0.05"} and len(saved["nulls"]) == 2
     for r in saved["rho"].values():
-        for mode in ("open_trained", "open_heldout", "blackbox"):
+        for mode in ("open_trained", "open_heldout", "blackbox", "blackbox_t0.5"):
             assert 0 < r[mode]["p_value"] <= 1
+        assert (r["blackbox"]["temperature"], r["blackbox_t0.5"]["temperature"]) == (1.0, 0.5)
+    assert set(saved["summary"]) == {"open_heldout", "open_trained_size", "blackbox", "blackbox_t0.5"}
     assert saved["served_self_check"]["p_value"] < 1e-6  # the teacher's served text carries the key
-    assert "| 100% |" in bench.markdown_table(log)
+    table = bench.markdown_table(log)
+    assert "| 100% |" in table and "black-box, temperature 0.5" in table and "| 5% | 0.5 |" in table
 
 
 def test_green_bias_h2_adds_delta_exactly_on_green_candidates(bench):

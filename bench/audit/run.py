@@ -26,6 +26,12 @@ described in ``bench/audit/lm.py`` (docstring-English, compact SmolLM2 vocabular
                                                     #   -> bench/results/audit-cpu-large.json
     python bench/audit/run.py --preset gpu --device cuda   # 5,000 texts, 8,192 tokens, 256-dim students
     python bench/audit/run.py --render bench/results/audit.json   # the docs/benchmarks.md tables
+    python bench/audit/run.py --set 'rhos=[0.05,0.2]' --nulls 0 --set 'bb_temperatures=[1.0,0.7,0.5,0.3]' \
+        --out bench/results/audit-bb-temperature.json   # black-box sampling temperature sweep
+
+``bb_temperatures``: the black-box answers are sampled at each of these temperatures (same prompts
+and seed); the first is the headline ``blackbox`` result, the others are ``blackbox_tT``, for the
+suspects and the nulls alike (each null p-value of each temperature is summarised).
 
 With h = 1 and top-1 predictions, the first-appearance rule scores each vocabulary entry at most
 once per audited corpus, so reading mode's n is capped by the number of distinct tokens in the
@@ -68,7 +74,8 @@ logger = logging.getLogger("bench.audit")
 P_TARGET = 1e-5
 
 _COMMON = dict(corpus_chars=3_000_000, prompt_tokens=8, rhos=(1.0, 0.2, 0.05, 0.01), gamma=0.25, delta=2.0,
-               context_width=1, top_k=50, open_topk=(1, 2, 4, 8), temperature=1.0, min_window_df=2)
+               context_width=1, top_k=50, open_topk=(1, 2, 4, 8), temperature=1.0, min_window_df=2,
+               bb_temperatures=(1.0,))
 PRESETS = {
     "cpu": dict(_COMMON, vocab=1024, dim=64, layers=2, base_epochs=1, teacher_epochs=2, train_texts=1000,
                 heldout_texts=100, answer_tokens=128, epochs=12, lr=5e-3, batch=50, nulls=20, open_texts=100,
@@ -200,10 +207,12 @@ def audit_open(student, scheme, vocab, prompts, answers, cfg, device) -> dict:
     return out
 
 
-def audit_blackbox(student, scheme, vocab, bb_prompts, frequent, cfg, device, seed: int) -> dict:
-    """Black-box mode: the student's sampled answers to our prompts, scored on frequent windows."""
+def audit_blackbox(student, scheme, vocab, bb_prompts, frequent, cfg, device, seed: int,
+                   temperature: float) -> dict:
+    """Black-box mode: the student's answers to our prompts, sampled at ``temperature`` (the auditor's
+    choice: an API takes it as a request parameter), scored on frequent windows."""
     answers = lm.generate(student, bb_prompts, new_tokens=cfg["answer_tokens"], top_k=cfg["top_k"],
-                          temperature=cfg["temperature"], seed=seed, batch=256, device=device)
+                          temperature=temperature, seed=seed, batch=256, device=device)
     real = [vocab.to_real(a) for a in answers]
     sel = select_blackbox_pairs(real, scheme.context_width, frequent)
     sc = score_pairs(scheme.detector(), sel.pairs, chunk=10**9)
@@ -218,9 +227,21 @@ def audit_blackbox(student, scheme, vocab, bb_prompts, frequent, cfg, device, se
     assert ends[-1] == len(sel.pairs)
     out = result(sel, sc, scheme, green_bits(scheme, sel.pairs), ends)
     hit = first_crossing(green_bits(scheme, sel.pairs), ends, scheme.green_probability)
+    out["temperature"] = temperature
     out["generated_tokens"] = len(real) * cfg["answer_tokens"]
     out["generated_tokens_for_p_1e-5"] = (hit + 1) * cfg["answer_tokens"] if hit is not None else None
     return out
+
+
+def blackbox_mode(temperature: float, cfg: dict) -> str:
+    """The results key of the black-box audit at ``temperature`` (the first one is the headline)."""
+    return "blackbox" if temperature == cfg["bb_temperatures"][0] else f"blackbox_t{temperature:g}"
+
+
+def audit_blackboxes(student, scheme, vocab, bb_prompts, frequent, cfg, device, seed: int) -> dict:
+    """The black-box audit at every temperature of ``cfg["bb_temperatures"]`` (same prompts and seed)."""
+    return {blackbox_mode(t, cfg): audit_blackbox(student, scheme, vocab, bb_prompts, frequent, cfg, device, seed,
+                                                  temperature=t) for t in cfg["bb_temperatures"]}
 
 
 def served_corpus(teacher, scheme, vocab, prompts, cfg, device, seed: int):
@@ -287,7 +308,7 @@ def run(cfg: dict, device: str, work: Path, log_path: Path | None = None) -> dic
         info["watermarked_texts"] = n_wm
         info["open_trained"] = audit_open(student, scheme, vocab, prompts[:k], wm[:k], cfg, device)
         info["open_heldout"] = audit_open(student, scheme, vocab, prompts[N:], wm[N:], cfg, device)
-        info["blackbox"] = audit_blackbox(student, scheme, vocab, bb_prompts, frequent, cfg, device, seed=13)
+        info.update(audit_blackboxes(student, scheme, vocab, bb_prompts, frequent, cfg, device, seed=13))
         log["rho"][f"{rho:g}"] = info
         logger.info("rho=%g: %s", rho, brief(info))
         flush(log, log_path)
@@ -302,8 +323,7 @@ def run(cfg: dict, device: str, work: Path, log_path: Path | None = None) -> dic
         info["open_heldout"] = audit_open(student, scheme_k, vocab, prompts[N:], wm_k[N:], cfg, device)
         n5 = min(round(0.05 * N), cfg["open_texts"])
         info["open_trained_size"] = audit_open(student, scheme_k, vocab, prompts[:n5], wm_k[:n5], cfg, device)
-        info["blackbox"] = audit_blackbox(student, scheme_k, vocab, bb_prompts, frequent_k, cfg, device,
-                                          seed=2000 + k)
+        info.update(audit_blackboxes(student, scheme_k, vocab, bb_prompts, frequent_k, cfg, device, seed=2000 + k))
         log["nulls"].append(info)
         logger.info("null %d: %s", k, brief(info))
         flush(log, log_path)
@@ -319,7 +339,8 @@ def brief(info: dict) -> str:
 
 def summarise(nulls: list[dict]) -> dict:
     out = {}
-    for mode in ("open_heldout", "open_trained_size", "blackbox"):
+    modes = ["open_heldout", "open_trained_size"] + [m for m in (nulls[0] if nulls else {}) if m.startswith("blackbox")]
+    for mode in modes:
         ps = [n[mode]["p_value"] for n in nulls]
         out[mode] = {"null_fpr_at_0.01": float(np.mean([p <= 0.01 for p in ps])) if ps else None,
                      "null_ks_pvalue": float(stats.kstest(ps, "uniform").pvalue) if len(ps) > 1 else None,
@@ -345,24 +366,36 @@ def markdown_table(log: dict) -> str:
     """The tables for docs/benchmarks.md."""
     lines = ["| ρ | wm texts | open (trained) p | n | tuples for p<1e-5 | open (held-out) p | n | black-box p "
              "| n | gen. tokens for p<1e-5 | tuples for p<1e-5 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    def need(d):
+        if d["tuples_for_p_1e-5"] is not None:
+            return fmt(d["tuples_for_p_1e-5"])
+        x = d["tuples_for_p_1e-5_extrapolated"]
+        return "—" if x is None else f"≈{x:,.0f} (extrap.)"
+
     for rho, r in log["rho"].items():
         o, h, b = r["open_trained"], r["open_heldout"], r["blackbox"]
-
-        def need(d):
-            if d["tuples_for_p_1e-5"] is not None:
-                return fmt(d["tuples_for_p_1e-5"])
-            x = d["tuples_for_p_1e-5_extrapolated"]
-            return "—" if x is None else f"≈{x:,.0f} (extrap.)"
         lines.append(f"| {float(rho):.0%} | {r['watermarked_texts']:,} | {fmt(o['p_value'])} | {o['n_scored']:,} | "
                      f"{need(o)} | {fmt(h['p_value'])} | {h['n_scored']:,} | {fmt(b['p_value'])} | "
                      f"{b['n_scored']:,} | {fmt(b['generated_tokens_for_p_1e-5'])} | {need(b)} |")
     lines += ["", "| null students | mode | false-positive rate at 0.01 | KS p (uniformity) | smallest p |",
               "|---|---|---|---|---|"]
     labels = {"open_heldout": f"open, {log['config']['heldout_texts']} held-out texts",
-              "open_trained_size": "open, texts as many as ρ = 5 % trained on", "blackbox": "black-box"}
+              "open_trained_size": "open, texts as many as ρ = 5 % trained on"}
+    temps = list(log["config"].get("bb_temperatures", [log["config"]["temperature"]]))
+    for t in temps:
+        labels[blackbox_mode(t, {"bb_temperatures": temps})] = f"black-box, temperature {t:g}"
     for mode, s in log["summary"].items():
         lines.append(f"| {len(log['nulls'])} | {labels.get(mode, mode)} | {fmt(s['null_fpr_at_0.01'])} | {fmt(s['null_ks_pvalue'])} "
                      f"| {fmt(s['null_min_p'])} |")
+    if len(temps) > 1:
+        lines += ["", "| ρ | black-box temperature | p | n | green fraction | gen. tokens for p<1e-5 "
+                  "| tuples for p<1e-5 |", "|---|---|---|---|---|---|---|"]
+        for rho, r in log["rho"].items():
+            for t in temps:
+                b = r.get(blackbox_mode(t, {"bb_temperatures": temps}))
+                if b is not None:
+                    lines.append(f"| {float(rho):.0%} | {t:g} | {fmt(b['p_value'])} | {b['n_scored']:,} | "
+                                 f"{fmt(b['green_fraction'])} | {fmt(b['generated_tokens_for_p_1e-5'])} | {need(b)} |")
     return "\n".join(lines)
 
 
