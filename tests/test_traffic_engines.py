@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from distillscope.errors import TrafficError
@@ -56,3 +57,28 @@ def test_duckdb_and_spark_agree(small_log, spark_engine):
 def test_unknown_engine_is_a_clear_error():
     with pytest.raises(TrafficError, match="unknown engine 'polars'.*duckdb, spark"):
         make_engine("polars")
+
+
+@pytest.mark.spark
+def test_spark_session_collects_results_of_any_size(spark_engine):
+    # every query's result goes to Python; Spark's 1 GiB default maxResultSize stopped a 10M-row scan
+    assert spark_engine.session.conf.get("spark.driver.maxResultSize") == "0"
+    assert spark_engine.max_result_size == "0"
+
+
+@pytest.mark.spark
+def test_spark_results_come_back_through_parquet_in_order_and_empty(spark_engine):
+    from distillscope.traffic.features import FeatureQuery
+
+    table = pa.table({"a": list(range(5000, 0, -1)), "b": [f"x{i}" for i in range(5000)]})
+    conf = spark_engine.session.conf
+    before = conf.get("spark.sql.shuffle.partitions")
+    conf.set("spark.sql.shuffle.partitions", "4")     # a sorted result spread over several part files
+    try:
+        got = spark_engine.run(FeatureQuery("t", "SELECT a, b FROM t ORDER BY a"), {"t": table})
+    finally:
+        conf.set("spark.sql.shuffle.partitions", before)
+    assert got.column("a").to_pylist() == list(range(1, 5001))
+    empty = spark_engine.run(FeatureQuery("t", "SELECT a, b FROM t WHERE a > 100000"), {"t": table})
+    assert empty.num_rows == 0 and empty.column_names == ["a", "b"]
+    assert not list(spark_engine._staging_dir().glob("r*"))      # result files are removed
