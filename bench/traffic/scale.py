@@ -274,6 +274,10 @@ def spark_only(args, work: Path, cal) -> None:
     path = work / "log.parquet"
     sp: dict = {"same_log": True, "spark_only": True, "shuffle_partitions": 4,
                 "driver_memory": args.spark_driver_memory, "why_smaller": ""}
+    kept = result.get("spark", {})
+    resume = args.resume and "feature_sql_spark" in kept.get("steps", {}) and path.exists()
+    if resume:   # the steps up to Spark's feature SQL are done: only the full scan, in a fresh process
+        sp = {**kept, "driver_memory_scan": args.spark_driver_memory}
     if not path.exists():
         (_, _, n), sp["simulate_again"] = timed(lambda: simulate_to_file(scaled_config(args.rows), path,
                                                                           workers=args.workers), 0)
@@ -292,13 +296,17 @@ def spark_only(args, work: Path, cal) -> None:
     spark.run(entity_features_sql(), {"requests": warm})    # JVM start and first plan, not counted
     sp["session_start_s"] = round(time.perf_counter() - t0, 1)
     spark.clear()
-    sp["steps"] = {}
-    info = measure_log(path, cal, {"duckdb": duck, "spark": spark}, sp["steps"], on_step=save,
-                       scan_engines=("spark",))
+    if resume:
+        _, sp["steps"]["scan_spark"] = timed(lambda: scan(load_log(path, columns=SCAN_COLUMNS), cal, spark),
+                                             sp["rows"])
+    else:
+        sp["steps"] = {}
+        info = measure_log(path, cal, {"duckdb": duck, "spark": spark}, sp["steps"], on_step=save,
+                           scan_engines=("spark",))
+        sp.update(rows=info["rows"], distinct_prompt_fraction=info["distinct_prompt_fraction"],
+                  log_matches=all(info[k] == result.get(k) for k in ("rows", "accounts", "distinct_prompts")))
     spark.close()
     duck.close()
-    sp.update(rows=info["rows"], distinct_prompt_fraction=info["distinct_prompt_fraction"],
-              log_matches=all(info[k] == result.get(k) for k in ("rows", "accounts", "distinct_prompts")))
     st = sp["steps"]
     sp["ratio_spark_over_duckdb"] = {
         "feature_sql": round(st["feature_sql_spark"]["seconds"] / st["feature_sql_duckdb"]["seconds"], 2),
