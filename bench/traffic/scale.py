@@ -149,9 +149,11 @@ def markdown(r: dict) -> str:
         if sp.get("spark_only"):
             lines += ["", f"Spark rows/s on the full log: feature SQL {sp['steps']['feature_sql_spark']['rows_per_s']:,}, "
                       f"full scan {sp['steps']['scan_spark']['rows_per_s']:,} (load average "
-                      f"{sp['steps']['scan_spark']['load_avg']:.1f}; the log simulated again with the same seed "
-                      + ("matched the DuckDB run's rows, accounts and distinct prompts)." if sp.get("log_matches")
-                         else "did NOT match the DuckDB run's counts: compare with care).")]
+                      f"{sp['steps']['scan_spark']['load_avg']:.1f}"
+                      + (f", driver memory {sp['driver_memory_scan']}" if sp.get("driver_memory_scan") else "")
+                      + "; the log simulated again with the same seed "
+                      + (f"matched the DuckDB run: {sp.get('log_check') or 'rows, accounts and distinct prompts'})."
+                         if sp.get("log_matches") else "did NOT match the DuckDB run's counts: compare with care).")]
     if r.get("notes"):
         lines += [""] + [f"- {n}" for n in r["notes"]]
     return "\n".join(lines)
