@@ -225,23 +225,26 @@ def audit_blackbox(student, scheme, vocab, bb_prompts, frequent, cfg, device, se
                 scored.add((w, ids[pos]))
         ends.append(len(scored))
     assert ends[-1] == len(sel.pairs)
-    out = result(sel, sc, scheme, green_bits(scheme, sel.pairs), ends)
-    hit = first_crossing(green_bits(scheme, sel.pairs), ends, scheme.green_probability)
+    bits = green_bits(scheme, sel.pairs)
+    out = result(sel, sc, scheme, bits, ends)
+    hit = first_crossing(bits, ends, scheme.green_probability)
     out["temperature"] = temperature
     out["generated_tokens"] = len(real) * cfg["answer_tokens"]
     out["generated_tokens_for_p_1e-5"] = (hit + 1) * cfg["answer_tokens"] if hit is not None else None
     return out
 
 
-def blackbox_mode(temperature: float, cfg: dict) -> str:
-    """The results key of the black-box audit at ``temperature`` (the first one is the headline)."""
-    return "blackbox" if temperature == cfg["bb_temperatures"][0] else f"blackbox_t{temperature:g}"
+def blackbox_mode(temperature: float, temperatures) -> str:
+    """The results key of the black-box audit at ``temperature`` (the first of ``temperatures`` is
+    the headline)."""
+    return "blackbox" if temperature == temperatures[0] else f"blackbox_t{temperature:g}"
 
 
 def audit_blackboxes(student, scheme, vocab, bb_prompts, frequent, cfg, device, seed: int) -> dict:
     """The black-box audit at every temperature of ``cfg["bb_temperatures"]`` (same prompts and seed)."""
-    return {blackbox_mode(t, cfg): audit_blackbox(student, scheme, vocab, bb_prompts, frequent, cfg, device, seed,
-                                                  temperature=t) for t in cfg["bb_temperatures"]}
+    temps = cfg["bb_temperatures"]
+    return {blackbox_mode(t, temps): audit_blackbox(student, scheme, vocab, bb_prompts, frequent, cfg, device, seed,
+                                                    temperature=t) for t in temps}
 
 
 def served_corpus(teacher, scheme, vocab, prompts, cfg, device, seed: int):
@@ -383,7 +386,7 @@ def markdown_table(log: dict) -> str:
               "open_trained_size": "open, texts as many as ρ = 5 % trained on"}
     temps = list(log["config"].get("bb_temperatures", [log["config"]["temperature"]]))
     for t in temps:
-        labels[blackbox_mode(t, {"bb_temperatures": temps})] = f"black-box, temperature {t:g}"
+        labels[blackbox_mode(t, temps)] = f"black-box, temperature {t:g}"
     for mode, s in log["summary"].items():
         lines.append(f"| {len(log['nulls'])} | {labels.get(mode, mode)} | {fmt(s['null_fpr_at_0.01'])} | {fmt(s['null_ks_pvalue'])} "
                      f"| {fmt(s['null_min_p'])} |")
@@ -392,7 +395,7 @@ def markdown_table(log: dict) -> str:
                   "| tuples for p<1e-5 |", "|---|---|---|---|---|---|---|"]
         for rho, r in log["rho"].items():
             for t in temps:
-                b = r.get(blackbox_mode(t, {"bb_temperatures": temps}))
+                b = r.get(blackbox_mode(t, temps))
                 if b is not None:
                     lines.append(f"| {float(rho):.0%} | {t:g} | {fmt(b['p_value'])} | {b['n_scored']:,} | "
                                  f"{fmt(b['green_fraction'])} | {fmt(b['generated_tokens_for_p_1e-5'])} | {need(b)} |")

@@ -234,19 +234,15 @@ def main() -> None:
 
     spark_rows = args.spark_rows or args.rows
     if not args.no_spark:        # first, so that a long DuckDB run cannot crowd it out
-        sp: dict = {"same_log": spark_rows == args.rows, "shuffle_partitions": 4, "driver_memory": "6g",
+        sp: dict = {"same_log": spark_rows == args.rows, "shuffle_partitions": 4,
+                    "driver_memory": args.spark_driver_memory,
                     "why_smaller": args.why_smaller if spark_rows != args.rows else ""}
         spath = path if sp["same_log"] else work / "log_spark.parquet"
         if sp["same_log"]:
             simulate_main()
         else:
             simulate_to_file(scaled_config(spark_rows, seed=2027), spath, workers=args.workers)
-        spark = make_engine("spark", master="local[*]", shuffle_partitions=4, driver_memory="6g")
-        warm = prepare(load_log(pq.ParquetFile(spath).read_row_group(0).slice(0, 1000))).select(list(SQL_COLUMNS))
-        t0 = time.perf_counter()
-        spark.run(entity_features_sql(), {"requests": warm})    # JVM start and first plan, not counted
-        sp["session_start_s"] = round(time.perf_counter() - t0, 1)
-        spark.clear()
+        spark, sp["session_start_s"] = start_spark(spath, args.spark_driver_memory)
         ssteps: dict = {}
         info = measure_log(spath, cal, {"duckdb": duck, "spark": spark}, ssteps)
         spark.close()
@@ -265,6 +261,18 @@ def main() -> None:
     save(final=True)
     write_section(markdown(result))
     print(json.dumps(result, indent=1))
+
+
+def start_spark(path: Path, driver_memory: str):
+    """A local-mode Spark engine, warmed up (JVM start and first plan) on 1,000 rows of ``path``;
+    returns it and the seconds the warm-up took, which no step counts."""
+    spark = make_engine("spark", master="local[*]", shuffle_partitions=4, driver_memory=driver_memory)
+    warm = prepare(load_log(pq.ParquetFile(path).read_row_group(0).slice(0, 1000))).select(list(SQL_COLUMNS))
+    t0 = time.perf_counter()
+    spark.run(entity_features_sql(), {"requests": warm})
+    seconds = round(time.perf_counter() - t0, 1)
+    spark.clear()
+    return spark, seconds
 
 
 def spark_only(args, work: Path, cal) -> None:
@@ -291,24 +299,19 @@ def spark_only(args, work: Path, cal) -> None:
         result["spark_peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 1)
         out.write_text(json.dumps(result, indent=1))
 
-    duck = make_engine("duckdb", memory_limit=args.duckdb_memory)
-    spark = make_engine("spark", master="local[*]", shuffle_partitions=4, driver_memory=args.spark_driver_memory)
-    warm = prepare(load_log(pq.ParquetFile(path).read_row_group(0).slice(0, 1000))).select(list(SQL_COLUMNS))
-    t0 = time.perf_counter()
-    spark.run(entity_features_sql(), {"requests": warm})    # JVM start and first plan, not counted
-    sp["session_start_s"] = round(time.perf_counter() - t0, 1)
-    spark.clear()
+    spark, sp["session_start_s"] = start_spark(path, args.spark_driver_memory)
     if resume:
         _, sp["steps"]["scan_spark"] = timed(lambda: scan(load_log(path, columns=SCAN_COLUMNS), cal, spark),
                                              sp["rows"])
     else:
+        duck = make_engine("duckdb", memory_limit=args.duckdb_memory)
         sp["steps"] = {}
         info = measure_log(path, cal, {"duckdb": duck, "spark": spark}, sp["steps"], on_step=save,
                            scan_engines=("spark",))
+        duck.close()
         sp.update(rows=info["rows"], distinct_prompt_fraction=info["distinct_prompt_fraction"],
                   log_matches=all(info[k] == result.get(k) for k in ("rows", "accounts", "distinct_prompts")))
     spark.close()
-    duck.close()
     st = sp["steps"]
     sp["ratio_spark_over_duckdb"] = {
         "feature_sql": round(st["feature_sql_spark"]["seconds"] / st["feature_sql_duckdb"]["seconds"], 2),
