@@ -39,6 +39,9 @@ TAIL_FLOOR = 1e-6
 PAD_LOGPROB = -1e4
 """Log-probability given to padded buckets: ``exp`` is exactly 0 and gradients stay finite."""
 
+STUDENT_TAIL_FLOOR = 1e-12
+"""Smallest student tail mass (float64 rounding can push the top-k sum to 1)."""
+
 
 def student_log_probs(student_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """``log_softmax(logits / T)`` in float32: the student's side of every loss here. At ``T = 1`` the
@@ -83,10 +86,6 @@ def bucket_logprobs(student_logits: torch.Tensor, topk_ids: torch.Tensor, topk_l
     s_tail = torch.log1p(-torch.clamp(s_mass, max=1.0 - STUDENT_TAIL_FLOOR)).float()
     student = torch.cat([s_top, s_tail.unsqueeze(-1)], dim=-1)
     return teacher, student
-
-
-STUDENT_TAIL_FLOOR = 1e-12
-"""Smallest student tail mass (float64 rounding can push the top-k sum to 1)."""
 
 
 def _first_occurrence(ids: torch.Tensor) -> torch.Tensor:

@@ -2,11 +2,12 @@
 
 The subset: ``CAST(.. AS DOUBLE|BIGINT|STRING)``, ``COUNT(DISTINCT ..)``, ``AVG``, ``SUM``,
 ``STDDEV_SAMP``, ``LN``, ``SQRT``, ``FLOOR``, ``NULLIF``, ``CASE``, ``concat``, ``LAG() OVER``,
-``UNION ALL``, CTEs and joins. The per-entity distinct counts (days, IPs, subnets, agents, topics)
-are counted from one ``SELECT DISTINCT entity, kind, value`` table instead of five ``COUNT(DISTINCT)``
-in one aggregate: Spark plans several distinct aggregates as an Expand that copies every row once per
-aggregate, which made the account query 2-3x slower there (same results on both engines). Both engines read the same prepared request table (see
-:mod:`.prepare`) registered as ``requests``; the campaign variant groups the same definitions by
+``UNION ALL``, CTEs and joins. The per-entity distinct counts (days, IPs, subnets, agents,
+topics) are counted from one ``SELECT DISTINCT entity, kind, value`` table instead of five
+``COUNT(DISTINCT)`` in one aggregate: Spark plans several distinct aggregates as an Expand that
+copies every row once per aggregate, which made the account query 2-3x slower there (same results
+on both engines). Both engines read the same prepared request table (see :mod:`.prepare`)
+registered as ``requests``; the campaign variant groups the same definitions by
 ``campaign_id`` through a ``membership(account_id, campaign_id)`` table.
 
 Every feature of an entity with no usable input is NULL (never 0): a feature over an absent

@@ -32,10 +32,11 @@ class SparkEngine:
     session: an existing SparkSession (a cluster's), else one is built with ``master``
     (``local[*]``), ``shuffle_partitions`` (8, also the default parallelism) and
     ``driver_memory`` (``4g``; local mode runs every task in the driver) and ``max_result_size``
-    (``spark.driver.maxResultSize``, ``"0"``: unlimited — every query's result is collected into
-    Python anyway, and Spark's 1 GiB default stopped the coordination pairs of a 10M-row log); a
-    session built here is stopped by :meth:`close`. staging_dir: where tables are written as Parquet for Spark to read
-    (a temporary directory by default; on a cluster, pass a path every executor can read).
+    (``spark.driver.maxResultSize``, ``"0"``: unlimited; results come back as Parquet files, so only
+    what Spark itself gathers in the driver counts, and its 1 GiB default stopped the coordination
+    pairs of a 10M-row log); a session built here is stopped by :meth:`close`. staging_dir: where
+    tables and results are written as Parquet (a temporary directory by default; on a cluster, pass
+    a path every executor and this process can read).
     """
 
     name = "spark"
@@ -107,7 +108,7 @@ class SparkEngine:
             parts = sorted(out.glob("part-*.parquet"))
             if not parts:   # no rows and no file: the schema from Spark itself
                 return frame.limit(0).toArrow()
-            return pa.concat_tables([pq.read_table(part) for part in parts]).combine_chunks()
+            return pa.concat_tables([pq.read_table(part) for part in parts])
         finally:
             shutil.rmtree(out, ignore_errors=True)
 
