@@ -70,13 +70,33 @@ def test_smoke_preset_runs_end_to_end(bench, tmp_path):
     assert saved["config"]["preset"] == "smoke"
     assert set(saved["rho"]) == {"1", "0.05"} and len(saved["nulls"]) == 2
     for r in saved["rho"].values():
-        for mode in ("open_trained", "open_heldout", "blackbox", "blackbox_t0.5"):
+        for mode in ("open_trained", "open_heldout", "blackbox", "blackbox_t0.5", "blackbox_served",
+                     "blackbox_served_t0.5"):
             assert 0 < r[mode]["p_value"] <= 1
         assert (r["blackbox"]["temperature"], r["blackbox_t0.5"]["temperature"]) == (1.0, 0.5)
-    assert set(saved["summary"]) == {"open_heldout", "open_trained_size", "blackbox", "blackbox_t0.5"}
+    # the served-prompts mode of ρ = 5 % puts only the 5 prompts of its watermarked texts to the
+    # student (100 training texts): fewer distinct tuples than the first-prompts mode
+    r5 = saved["rho"]["0.05"]
+    assert 0 < r5["blackbox_served"]["n_scored"] < r5["blackbox"]["n_scored"]
+    assert set(saved["summary"]) == {"open_heldout", "open_trained_size", "blackbox", "blackbox_t0.5",
+                                     "blackbox_served", "blackbox_served_t0.5"}
+    assert all(len(s["null_p_values"]) == 2 for s in saved["summary"].values())
     assert saved["served_self_check"]["p_value"] < 1e-6  # the teacher's served text carries the key
     table = bench.markdown_table(log)
-    assert "| 100% |" in table and "black-box, temperature 0.5" in table and "| 5% | 0.5 |" in table
+    assert "| 100% |" in table and "black-box, first prompts, temperature 0.5" in table
+    assert "| 5% | first | 0.5 |" in table and "| 5% | served | 0.5 |" in table
+    assert "black-box, served prompts (as many as ρ = 5 %), temperature 1" in table
+
+
+def test_cycled_and_served_filter(bench):
+    assert bench.cycled([[1], [2], [3]], 7) == [[1], [2], [3], [1], [2], [3], [1]]
+    lm = sys.modules["lm"]
+    import torch
+    vocab = lm.Vocab(torch.tensor([0, 17, 250, 4096]))
+    # windows are counted where a token follows them: 17 and 250 in two texts, 4096 in one
+    answers = [[1, 2, 3], [1, 2, 1], [3, 3]]
+    got = bench.frequent_windows(vocab, answers, {"min_window_df": 2}, 1)
+    assert got == {(17,), (250,)}
 
 
 def test_green_bias_h2_adds_delta_exactly_on_green_candidates(bench):

@@ -11,9 +11,17 @@ same way on the N clean answers only. Every student is audited three ways:
   the student's training set (at most ``open_texts`` of them) are fed through it and its top-1
   predictions are scored (``select_reading_pairs``: dedup + first-appearance window rule);
 * **open, held-out texts** — the M watermarked answers to prompts no student trained on;
-* **black-box** — the student answers our prompts by sampling, the answers are scored with the
-  filter of windows occurring in ≥ 2 of our N + M watermarked texts (``select_blackbox_pairs``);
-  we report the generated tokens and scored tuples at which p first fell below 1e-5.
+* **black-box, first prompts** (``blackbox``) — the student answers the first ``bb_tokens /
+  answer_tokens`` of our N + M prompts (cycled) by sampling; the answers are scored with the filter
+  of windows occurring in ≥ 2 of our N + M watermarked texts (``select_blackbox_pairs``). Only the
+  first round(ρN) of those prompts were served to it with our watermark;
+* **black-box, served prompts** (``blackbox_served``) — what a provider does with its gateway log:
+  the student answers the prompts whose watermarked answers it was trained on (the harvesting
+  accounts' requests; cycled up to ``bb_tokens``), filter on the windows of those served texts.
+  Null students get the prompts and texts of ρ = 5 %'s share (round(0.05 N)) under their own key.
+
+For both black-box modes we report the generated tokens and scored tuples at which p first fell
+below 1e-5.
 
 Each null student is audited with its own fresh key and its own freshly generated watermarked
 corpus (N + M texts), so the null p-values are independent draws; we report the false-positive
@@ -22,7 +30,8 @@ described in ``bench/audit/lm.py`` (docstring-English, compact SmolLM2 vocabular
 
     python bench/audit/run.py                       # cpu: 1,000 texts, 1,024-token vocabulary, 20 nulls
                                                     #   (~35 min on one core) -> bench/results/audit.json
-    python bench/audit/run.py --preset cpu-large    # the same grid, 4,096-token vocabulary (~2x slower)
+    python bench/audit/run.py --preset cpu-large    # 5,000 texts, 4,096-token vocabulary, ρ ∈ {20, 5, 1} %
+                                                    #   (~9 min per student on one core)
                                                     #   -> bench/results/audit-cpu-large.json
     python bench/audit/run.py --preset gpu --device cuda   # 5,000 texts, 8,192 tokens, 256-dim students
     python bench/audit/run.py --render bench/results/audit.json   # the docs/benchmarks.md tables
@@ -36,8 +45,9 @@ suspects and the nulls alike (each null p-value of each temperature is summarise
 With h = 1 and top-1 predictions, the first-appearance rule scores each vocabulary entry at most
 once per audited corpus, so reading mode's n is capped by the number of distinct tokens in the
 fed texts (about 260 in the 50 texts of ρ = 5 % with 128-token answers and the 1,024-token
-vocabulary; 128-token answers instead of 32 lifted it from about 176); ``cpu-large`` exists to show
-the effect of a larger vocabulary on that cap. Pass ``--set KEY=JSON`` to override a preset value.
+vocabulary; 128-token answers instead of 32 lifted it from about 176); ``cpu-large`` raises that cap
+with a 4,096-token vocabulary and gives ρ = 5 % five times more watermarked text (250 of 5,000
+answers). Pass ``--set KEY=JSON`` to override a preset value.
 
 Reference: Sander et al. report p < 1e-5 at ρ = 5 % for an open-weights suspect and needed about
 37k scored tokens for p < 1e-5 at ρ = 5 % in closed mode.
@@ -80,9 +90,9 @@ PRESETS = {
     "cpu": dict(_COMMON, vocab=1024, dim=64, layers=2, base_epochs=1, teacher_epochs=2, train_texts=1000,
                 heldout_texts=100, answer_tokens=128, epochs=12, lr=5e-3, batch=50, nulls=20, open_texts=100,
                 bb_tokens=24_576),
-    "cpu-large": dict(_COMMON, vocab=4096, dim=64, layers=2, base_epochs=1, teacher_epochs=2, train_texts=1000,
+    "cpu-large": dict(_COMMON, vocab=4096, dim=64, layers=2, base_epochs=1, teacher_epochs=2, train_texts=5000,
                       heldout_texts=100, answer_tokens=128, epochs=12, lr=5e-3, batch=50, nulls=20, open_texts=100,
-                      bb_tokens=24_576),
+                      bb_tokens=131_072, rhos=(0.2, 0.05, 0.01), bb_temperatures=(1.0, 0.7)),
     "gpu": dict(_COMMON, vocab=8192, dim=256, layers=4, base_epochs=2, teacher_epochs=6, train_texts=5000,
                 heldout_texts=500, answer_tokens=128, epochs=8, lr=2e-3, batch=128, nulls=30, open_texts=500,
                 bb_tokens=131_072),
@@ -234,17 +244,29 @@ def audit_blackbox(student, scheme, vocab, bb_prompts, frequent, cfg, device, se
     return out
 
 
-def blackbox_mode(temperature: float, temperatures) -> str:
+def blackbox_mode(temperature: float, temperatures, prefix: str = "blackbox") -> str:
     """The results key of the black-box audit at ``temperature`` (the first of ``temperatures`` is
-    the headline)."""
-    return "blackbox" if temperature == temperatures[0] else f"blackbox_t{temperature:g}"
+    the headline: ``prefix`` alone)."""
+    return prefix if temperature == temperatures[0] else f"{prefix}_t{temperature:g}"
 
 
-def audit_blackboxes(student, scheme, vocab, bb_prompts, frequent, cfg, device, seed: int) -> dict:
+def audit_blackboxes(student, scheme, vocab, bb_prompts, frequent, cfg, device, seed: int,
+                     prefix: str = "blackbox") -> dict:
     """The black-box audit at every temperature of ``cfg["bb_temperatures"]`` (same prompts and seed)."""
     temps = cfg["bb_temperatures"]
-    return {blackbox_mode(t, temps): audit_blackbox(student, scheme, vocab, bb_prompts, frequent, cfg, device, seed,
-                                                    temperature=t) for t in temps}
+    return {blackbox_mode(t, temps, prefix): audit_blackbox(student, scheme, vocab, bb_prompts, frequent, cfg, device,
+                                                            seed, temperature=t) for t in temps}
+
+
+def cycled(prompts: list, count: int) -> list:
+    """``count`` prompts: ``prompts`` in order, repeated as often as needed."""
+    return [prompts[i % len(prompts)] for i in range(count)]
+
+
+def frequent_windows(vocab, answers, cfg, h: int) -> set:
+    """The black-box filter: windows occurring in at least ``min_window_df`` of ``answers``."""
+    df = window_document_frequency([vocab.to_real(a) for a in answers], h)
+    return {w for w, c in df.items() if c >= cfg["min_window_df"]}
 
 
 def served_corpus(teacher, scheme, vocab, prompts, cfg, device, seed: int):
@@ -252,8 +274,7 @@ def served_corpus(teacher, scheme, vocab, prompts, cfg, device, seed: int):
     wm = lm.generate(teacher, prompts, new_tokens=cfg["answer_tokens"], top_k=cfg["top_k"],
                      temperature=cfg["temperature"], seed=seed, batch=256, device=device, scheme=scheme, vocab=vocab,
                      delta=cfg["delta"])
-    df = window_document_frequency([vocab.to_real(a) for a in wm], scheme.context_width)
-    frequent = {w for w, c in df.items() if c >= cfg["min_window_df"]}
+    frequent = frequent_windows(vocab, wm, cfg, scheme.context_width)
     h = scheme.context_width
     self_check = score_pairs(scheme.detector(), [(tuple(vocab.to_real(p + a)[len(p) + i - h:len(p) + i]),
                                                   int(vocab.real[a[i]])) for p, a in zip(prompts[:200], wm[:200])
@@ -294,7 +315,7 @@ def run(cfg: dict, device: str, work: Path, log_path: Path | None = None) -> dic
     clean = lm.generate(teacher, prompts[:N], new_tokens=cfg["answer_tokens"], top_k=cfg["top_k"],
                         temperature=cfg["temperature"], seed=12, batch=256, device=device)
     n_bb = cfg["bb_tokens"] // cfg["answer_tokens"]
-    bb_prompts = [prompts[i % len(prompts)] for i in range(n_bb)]
+    bb_prompts = cycled(prompts, n_bb)
     log = {"config": {**cfg, "rhos": list(cfg["rhos"]), "open_topk": list(cfg["open_topk"])},
            "hardware": hardware(device),
            "corpus": {"paragraphs": len(docs), "tokens": sum(map(len, docs)), "vocab": vocab.size},
@@ -312,6 +333,11 @@ def run(cfg: dict, device: str, work: Path, log_path: Path | None = None) -> dic
         info["open_trained"] = audit_open(student, scheme, vocab, prompts[:k], wm[:k], cfg, device)
         info["open_heldout"] = audit_open(student, scheme, vocab, prompts[N:], wm[N:], cfg, device)
         info.update(audit_blackboxes(student, scheme, vocab, bb_prompts, frequent, cfg, device, seed=13))
+        # what a provider does: prompt the suspect with the prompts it was served (the harvesting
+        # accounts' requests in the gateway log), filter on the windows of what it was served
+        info.update(audit_blackboxes(student, scheme, vocab, cycled(prompts[:max(n_wm, 1)], n_bb),
+                                     frequent_windows(vocab, wm[:max(n_wm, 1)], cfg, scheme.context_width), cfg, device,
+                                     seed=13, prefix="blackbox_served"))
         log["rho"][f"{rho:g}"] = info
         logger.info("rho=%g: %s", rho, brief(info))
         flush(log, log_path)
@@ -327,6 +353,11 @@ def run(cfg: dict, device: str, work: Path, log_path: Path | None = None) -> dic
         n5 = min(round(0.05 * N), cfg["open_texts"])
         info["open_trained_size"] = audit_open(student, scheme_k, vocab, prompts[:n5], wm_k[:n5], cfg, device)
         info.update(audit_blackboxes(student, scheme_k, vocab, bb_prompts, frequent_k, cfg, device, seed=2000 + k))
+        # as if served the ρ = 5 % student's share of our texts (under this null's key)
+        s5 = round(0.05 * N)
+        info.update(audit_blackboxes(student, scheme_k, vocab, cycled(prompts[:s5], n_bb),
+                                     frequent_windows(vocab, wm_k[:s5], cfg, scheme_k.context_width), cfg, device,
+                                     seed=2000 + k, prefix="blackbox_served"))
         log["nulls"].append(info)
         logger.info("null %d: %s", k, brief(info))
         flush(log, log_path)
@@ -337,7 +368,8 @@ def run(cfg: dict, device: str, work: Path, log_path: Path | None = None) -> dic
 
 def brief(info: dict) -> str:
     return ", ".join(f"{m} p={info[m]['p_value']:.3g} n={info[m]['n_scored']} g={info[m]['green_fraction'] or 0:.3f}"
-                     for m in ("open_trained", "open_trained_size", "open_heldout", "blackbox") if m in info)
+                     for m in ("open_trained", "open_trained_size", "open_heldout", "blackbox", "blackbox_served")
+                     if m in info)
 
 
 def summarise(nulls: list[dict]) -> dict:
@@ -366,39 +398,52 @@ def fmt(x) -> str:
 
 
 def markdown_table(log: dict) -> str:
-    """The tables for docs/benchmarks.md."""
-    lines = ["| ρ | wm texts | open (trained) p | n | tuples for p<1e-5 | open (held-out) p | n | black-box p "
-             "| n | gen. tokens for p<1e-5 | tuples for p<1e-5 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    """The tables for docs/benchmarks.md (files written before the served-prompts mode render with
+    its columns empty)."""
     def need(d):
         if d["tuples_for_p_1e-5"] is not None:
             return fmt(d["tuples_for_p_1e-5"])
         x = d["tuples_for_p_1e-5_extrapolated"]
         return "—" if x is None else f"≈{x:,.0f} (extrap.)"
 
+    def bb_cells(b):
+        if b is None:
+            return "— | — | —"
+        return (f"{fmt(b['p_value'])} | {b['n_scored']:,} | "
+                f"{fmt(b['generated_tokens_for_p_1e-5'])} / {need(b)}")
+
+    lines = ["| ρ | wm texts | open (trained) p | n | tuples for p<1e-5 | open (held-out) p | n "
+             "| black-box, first prompts: p | n | gen. tokens / tuples for p<1e-5 "
+             "| black-box, served prompts: p | n | gen. tokens / tuples for p<1e-5 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for rho, r in log["rho"].items():
-        o, h, b = r["open_trained"], r["open_heldout"], r["blackbox"]
+        o, h = r["open_trained"], r["open_heldout"]
         lines.append(f"| {float(rho):.0%} | {r['watermarked_texts']:,} | {fmt(o['p_value'])} | {o['n_scored']:,} | "
-                     f"{need(o)} | {fmt(h['p_value'])} | {h['n_scored']:,} | {fmt(b['p_value'])} | "
-                     f"{b['n_scored']:,} | {fmt(b['generated_tokens_for_p_1e-5'])} | {need(b)} |")
+                     f"{need(o)} | {fmt(h['p_value'])} | {h['n_scored']:,} | {bb_cells(r['blackbox'])} | "
+                     f"{bb_cells(r.get('blackbox_served'))} |")
     lines += ["", "| null students | mode | false-positive rate at 0.01 | KS p (uniformity) | smallest p |",
               "|---|---|---|---|---|"]
     labels = {"open_heldout": f"open, {log['config']['heldout_texts']} held-out texts",
               "open_trained_size": "open, texts as many as ρ = 5 % trained on"}
     temps = list(log["config"].get("bb_temperatures", [log["config"]["temperature"]]))
     for t in temps:
-        labels[blackbox_mode(t, temps)] = f"black-box, temperature {t:g}"
+        labels[blackbox_mode(t, temps)] = f"black-box, first prompts, temperature {t:g}"
+        labels[blackbox_mode(t, temps, "blackbox_served")] = (
+            f"black-box, served prompts (as many as ρ = 5 %), temperature {t:g}")
     for mode, s in log["summary"].items():
         lines.append(f"| {len(log['nulls'])} | {labels.get(mode, mode)} | {fmt(s['null_fpr_at_0.01'])} | {fmt(s['null_ks_pvalue'])} "
                      f"| {fmt(s['null_min_p'])} |")
     if len(temps) > 1:
-        lines += ["", "| ρ | black-box temperature | p | n | green fraction | gen. tokens for p<1e-5 "
-                  "| tuples for p<1e-5 |", "|---|---|---|---|---|---|---|"]
+        lines += ["", "| ρ | black-box prompts | temperature | p | n | green fraction | gen. tokens for p<1e-5 "
+                  "| tuples for p<1e-5 |", "|---|---|---|---|---|---|---|---|"]
         for rho, r in log["rho"].items():
-            for t in temps:
-                b = r.get(blackbox_mode(t, temps))
-                if b is not None:
-                    lines.append(f"| {float(rho):.0%} | {t:g} | {fmt(b['p_value'])} | {b['n_scored']:,} | "
-                                 f"{fmt(b['green_fraction'])} | {fmt(b['generated_tokens_for_p_1e-5'])} | {need(b)} |")
+            for prefix, name in (("blackbox", "first"), ("blackbox_served", "served")):
+                for t in temps:
+                    b = r.get(blackbox_mode(t, temps, prefix))
+                    if b is not None:
+                        lines.append(f"| {float(rho):.0%} | {name} | {t:g} | {fmt(b['p_value'])} | {b['n_scored']:,} | "
+                                     f"{fmt(b['green_fraction'])} | {fmt(b['generated_tokens_for_p_1e-5'])} | "
+                                     f"{need(b)} |")
     return "\n".join(lines)
 
 
