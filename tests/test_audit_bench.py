@@ -130,3 +130,28 @@ def test_calibration_smoke(bench, tmp_path):
         sys.path.remove(str(BENCH))
     assert set(out["modes"]) == {"open_heldout", "blackbox"}
     assert all(len(m["p_values"]) == 3 and all(0 < p <= 1 for p in m["p_values"]) for m in out["modes"].values())
+
+
+def test_merge_joins_disjoint_null_ranges(bench, tmp_path):
+    def log(first, count, rho):
+        nulls = [{"key_id": f"k{i}", "open_heldout": {"p_value": 0.1 * (i + 1)},
+                  "open_trained_size": {"p_value": 0.5}, "blackbox": {"p_value": 0.05 * (i + 1)}}
+                 for i in range(first, first + count)]
+        return {"config": {"preset": "x", "nulls": count, "first_null": first, "rhos": rho, "vocab": 8},
+                "rho": {"0.05": {}} if rho else {}, "nulls": nulls, "summary": bench.summarise(nulls),
+                "seconds": 10.0}
+
+    a, b = log(0, 2, [0.05]), log(2, 3, [])
+    paths = []
+    for name, x in (("a", a), ("b", b)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(x))
+    merged = bench.merge([a, b])
+    assert [n["key_id"] for n in merged["nulls"]] == ["k0", "k1", "k2", "k3", "k4"]
+    assert merged["rho"] == {"0.05": {}} and merged["config"]["nulls"] == 5
+    assert merged["summary"]["blackbox"]["null_p_values"] == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.25])
+    assert merged["summary"]["open_heldout"]["null_fpr_at_0.01"] == 0.0
+    with pytest.raises(SystemExit, match="appears twice"):
+        bench.merge([a, a])
+    with pytest.raises(SystemExit, match="differ in configuration"):
+        bench.merge([a, {**b, "config": {**b["config"], "vocab": 16}}])

@@ -341,7 +341,8 @@ def run(cfg: dict, device: str, work: Path, log_path: Path | None = None) -> dic
         log["rho"][f"{rho:g}"] = info
         logger.info("rho=%g: %s", rho, brief(info))
         flush(log, log_path)
-    for k in range(cfg["nulls"]):
+    first = cfg.get("first_null", 0)
+    for k in range(first, first + cfg["nulls"]):
         # a fresh key and a fresh served corpus per null: independent p-values
         scheme_k = make_scheme("kgw", bench_key(f"null-{k}"), gamma=cfg["gamma"], delta=cfg["delta"],
                                context_width=cfg["context_width"])
@@ -380,6 +381,27 @@ def summarise(nulls: list[dict]) -> dict:
         out[mode] = {"null_fpr_at_0.01": float(np.mean([p <= 0.01 for p in ps])) if ps else None,
                      "null_ks_pvalue": float(stats.kstest(ps, "uniform").pvalue) if len(ps) > 1 else None,
                      "null_min_p": min(ps) if ps else None, "null_p_values": ps}
+    return out
+
+
+def merge(logs: list[dict]) -> dict:
+    """One results log from runs of one configuration that cover disjoint ranges of null students."""
+    def same(cfg):
+        return {k: v for k, v in cfg.items() if k not in ("nulls", "first_null", "rhos")}
+
+    out = dict(logs[0])
+    for other in logs[1:]:
+        if same(other["config"]) != same(out["config"]):
+            raise SystemExit("--merge: the runs differ in configuration; only the null range may differ")
+    nulls = [n for log in logs for n in log["nulls"]]
+    keys = [n["key_id"] for n in nulls]
+    if len(set(keys)) != len(keys):
+        raise SystemExit("--merge: a null student appears twice (the runs overlap in --first-null ranges)")
+    out["nulls"] = nulls
+    out["config"] = {**out["config"], "nulls": len(nulls), "first_null": None}
+    out["summary"] = summarise(nulls)
+    out["seconds"] = sum(log.get("seconds", 0.0) for log in logs)
+    out["merged_from"] = len(logs)
     return out
 
 
@@ -460,7 +482,20 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default=None, help="results JSON (default: bench/results/audit.json for the cpu "
                     "preset, bench/results/audit-PRESET.json for the others)")
     ap.add_argument("--render", metavar="JSON", help="print the markdown table of a results file and exit")
+    ap.add_argument("--first-null", type=int, default=0,
+                    help="index of the first null student (its key, data order and seeds): runs on several "
+                         "machines or processes cover disjoint ranges and --merge joins them")
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="join results files of the same configuration (the first gives the suspects; the null "
+                         "students of all, which must not repeat an index) into --out and exit")
     args = ap.parse_args(argv)
+    if args.merge:
+        if not args.out:
+            ap.error("--merge needs --out")
+        log = merge([json.loads(Path(f).read_text()) for f in args.merge])
+        flush(log, Path(args.out))
+        print(markdown_table(log))
+        return log
     if args.render:
         log = json.loads(Path(args.render).read_text())
         print(markdown_table(log))
@@ -468,6 +503,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     cfg = dict(PRESETS[args.preset])
     cfg["preset"] = args.preset
+    cfg["first_null"] = args.first_null
     if args.nulls is not None:
         cfg["nulls"] = args.nulls
     for item in args.set:
