@@ -170,6 +170,24 @@ def test_endpoint_and_texts_modes_end_to_end(case, tmp_path):
 
 
 @pytest.mark.slow
+def test_samples_per_prompt_feed_the_blackbox_test_only(case):
+    """``samples=3``: three sampled answers per prompt (seeds 0, 1, 2) for the black-box test, more
+    scored tuples; the passive test still pairs one answer per prompt (the seed-0 draw), unchanged."""
+    kw = dict(tests=("blackbox", "passive"), temperature=1.0)
+    one = run_audit(_config(case, f"local:{case['student']}", **kw), settings=case["settings"], scheme=case["scheme"])
+    three = run_audit(_config(case, f"local:{case['student']}", samples=3, **kw), settings=case["settings"],
+                      scheme=case["scheme"])
+    for role in ("suspect", "control"):
+        bb1, bb3 = getattr(one, role).test("blackbox"), getattr(three, role).test("blackbox")
+        assert bb3.n_scored > bb1.n_scored, (role, bb1.n_scored, bb3.n_scored)
+        assert getattr(three, role).test("passive").p_value == getattr(one, role).test("passive").p_value
+    assert "3 per prompt, seeds 0..2" in three.suspect.test("blackbox").method
+    assert three.reproducibility["config"]["samples"] == 3
+    with pytest.raises(AuditError, match="samples=0"):
+        _config(case, f"local:{case['student']}", samples=0)
+
+
+@pytest.mark.slow
 def test_wrong_key_says_control_shows_nothing_and_key_does_not_match(case):
     wrong = make_scheme("kgw", WatermarkKey(bytes(range(1, 33))), gamma=0.25, delta=4.0, context_width=1)
     result = run_audit(_config(case, f"local:{case['student']}", tests=("open",)), settings=case["settings"],

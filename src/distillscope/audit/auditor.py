@@ -52,6 +52,8 @@ class AuditConfig:
     top_k (int, 1): suspect predictions scored per position in reading mode.
     max_prompts (int, 200): at most this many prompts are put to the models.
     max_new_tokens (int, 128), temperature (float, 0.7), seed (int, 0): how answers are sampled.
+    samples (int, 1): answers drawn per prompt for the black-box test (seeds ``seed``, ``seed + 1``, …):
+        more scored tuples from a small set of served prompts; the passive test uses the first.
     min_window_df (int, 2): black-box filter: a window must occur in at least this many corpus texts.
     teacher (str | None, None): our teacher (tokenizer and passive test); default settings.teacher.
     references (tuple, ("gemma3-270m",)): independent reference models of the passive test.
@@ -70,6 +72,7 @@ class AuditConfig:
     max_new_tokens: int = 128
     temperature: float = 0.7
     seed: int = 0
+    samples: int = 1
     min_window_df: int = 2
     teacher: str | None = None
     references: tuple[str, ...] = ("gemma3-270m",)
@@ -86,6 +89,7 @@ class AuditConfig:
             (1 <= self.top_k <= 20, f"top_k={self.top_k!r}", "use 1..20"),
             (self.max_prompts >= 1, f"max_prompts={self.max_prompts!r}", "use a whole number >= 1"),
             (self.max_new_tokens >= 1, f"max_new_tokens={self.max_new_tokens!r}", "use a whole number >= 1"),
+            (1 <= self.samples <= 100, f"samples={self.samples!r}", "use 1..100 answers per prompt"),
             (self.min_window_df >= 1, f"min_window_df={self.min_window_df!r}", "use a whole number >= 1"),
             ("passive" not in self.tests or self.references, "references=()", "name at least one reference model"),
         ]
@@ -126,7 +130,9 @@ def _method(test: str, sh: _Shared) -> str:
         return (f"reading mode: our watermarked texts fed to the suspect, top-{sh.config.top_k} next-token "
                 f"predictions scored as (window of {h} + predicted token); each window scored only at its first "
                 "appearance in everything fed (prompts included), tuples deduplicated; exact binomial tail")
-    return (f"black-box: the model's answers to {len(sh.prompts)} prompts re-tokenised with our tokenizer, "
+    per = f" ({sh.config.samples} per prompt, seeds {sh.config.seed}..{sh.config.seed + sh.config.samples - 1})" \
+        if sh.config.samples > 1 else ""
+    return (f"black-box: the model's answers{per} to {len(sh.prompts)} prompts re-tokenised with our tokenizer, "
             f"tuples (window of {h} + token) whose window occurs in ≥ {sh.config.min_window_df} corpus texts, "
             "deduplicated; exact binomial tail")
 
@@ -298,12 +304,18 @@ def run_audit(config: AuditConfig, *, settings: Any = None, scheme: Any = None, 
                  dict(loaded or {}))
     check, problems = _corpus_check(sh)
     answers: dict[str, Answers] = {}
+    blackbox_answers: dict[str, Answers] = {}
     if needs_answers:
         for role, m in models.items():
-            answers[role] = m.answer(prompts, max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                                     seed=config.seed, progress=sh.progress)
+            blackbox = "blackbox" in config.tests or _cannot_read(m, tokenizer)
+            draws = [m.answer(prompts, max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                              seed=config.seed + i, progress=sh.progress)
+                     for i in range(config.samples if blackbox and not isinstance(m, TextsSuspect) else 1)]
+            answers[role] = draws[0]
+            blackbox_answers[role] = Answers(tuple(q for d in draws for q in d.prompts),
+                                             tuple(t for d in draws for t in d.texts))
     passive = _passive_tests(answers, sh) if "passive" in config.tests else {}
-    audits = {role: _model_audit(role, getattr(config, role), m, sh, answers.get(role), passive.get(role))
+    audits = {role: _model_audit(role, getattr(config, role), m, sh, blackbox_answers.get(role), passive.get(role))
               for role, m in models.items()}
     for role, a in audits.items():
         problems += [f"{role}: {t.test} test skipped: {t.note}" for t in a.tests if t.status == "skipped"]

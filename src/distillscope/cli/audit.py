@@ -31,6 +31,8 @@ def register(app: typer.Typer) -> None:
         max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Longest answer per prompt."),
         temperature: float = typer.Option(0.7, "--temperature", help="Sampling temperature of the answers."),
         seed: int = typer.Option(0, "--seed", help="Seed of the answers and permutations."),
+        samples: int = typer.Option(1, "--samples", help="Answers drawn per prompt for the black-box test "
+                                                         "(seeds SEED, SEED+1, ...); the passive test uses the first."),
         min_window_df: int = typer.Option(2, "--min-window-df", help="Black-box filter: windows in at least "
                                                                      "this many corpus texts."),
         teacher: Optional[str] = typer.Option(None, "--teacher", help="Our teacher (default: settings.teacher)."),
@@ -47,7 +49,7 @@ def register(app: typer.Typer) -> None:
             suspect=suspect, control=control, corpus=str(corpus), prompts=str(prompts) if prompts else None,
             tests=tuple(t.strip() for t in tests.split(",") if t.strip()), alpha=alpha, control_alpha=control_alpha,
             top_k=top_k, max_prompts=max_prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-            min_window_df=min_window_df, teacher=teacher, references=tuple(reference), identity_probes=probes)
+            samples=samples, min_window_df=min_window_df, teacher=teacher, references=tuple(reference), identity_probes=probes)
         result = run_audit(config, settings=settings, progress=RichProgress(transient=True),
                            command=shlex.join(["distillscope", *sys.argv[1:]]))
         rows = []
