@@ -132,7 +132,7 @@ def test_calibration_smoke(bench, tmp_path):
     assert all(len(m["p_values"]) == 3 and all(0 < p <= 1 for p in m["p_values"]) for m in out["modes"].values())
 
 
-def test_merge_joins_disjoint_null_ranges(bench, tmp_path):
+def test_merge_joins_disjoint_null_ranges(bench):
     def log(first, count, rho):
         nulls = [{"key_id": f"k{i}", "open_heldout": {"p_value": 0.1 * (i + 1)},
                   "open_trained_size": {"p_value": 0.5}, "blackbox": {"p_value": 0.05 * (i + 1)}}
@@ -142,10 +142,6 @@ def test_merge_joins_disjoint_null_ranges(bench, tmp_path):
                 "seconds": 10.0}
 
     a, b = log(0, 2, [0.05]), log(2, 3, [])
-    paths = []
-    for name, x in (("a", a), ("b", b)):
-        paths.append(tmp_path / f"{name}.json")
-        paths[-1].write_text(json.dumps(x))
     merged = bench.merge([a, b])
     assert [n["key_id"] for n in merged["nulls"]] == ["k0", "k1", "k2", "k3", "k4"]
     assert merged["rho"] == {"0.05": {}} and merged["config"]["nulls"] == 5

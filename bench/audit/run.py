@@ -269,6 +269,16 @@ def frequent_windows(vocab, answers, cfg, h: int) -> set:
     return {w for w, c in df.items() if c >= cfg["min_window_df"]}
 
 
+def audit_served(student, scheme, vocab, prompts, wm, served: int, cfg, device, seed: int) -> dict:
+    """Black-box on what was served: the first ``served`` prompts (cycled to ``bb_tokens``), filtered on
+    the windows of their watermarked answers ``wm[:served]``; nothing when nothing was served."""
+    if served < 1:
+        return {}
+    return audit_blackboxes(student, scheme, vocab, cycled(prompts[:served], cfg["bb_tokens"] // cfg["answer_tokens"]),
+                            frequent_windows(vocab, wm[:served], cfg, scheme.context_width), cfg, device, seed,
+                            prefix="blackbox_served")
+
+
 def served_corpus(teacher, scheme, vocab, prompts, cfg, device, seed: int):
     """Our watermarked answers to every prompt under ``scheme`` and the black-box window filter."""
     wm = lm.generate(teacher, prompts, new_tokens=cfg["answer_tokens"], top_k=cfg["top_k"],
@@ -335,9 +345,7 @@ def run(cfg: dict, device: str, work: Path, log_path: Path | None = None) -> dic
         info.update(audit_blackboxes(student, scheme, vocab, bb_prompts, frequent, cfg, device, seed=13))
         # what a provider does: prompt the suspect with the prompts it was served (the harvesting
         # accounts' requests in the gateway log), filter on the windows of what it was served
-        info.update(audit_blackboxes(student, scheme, vocab, cycled(prompts[:max(n_wm, 1)], n_bb),
-                                     frequent_windows(vocab, wm[:max(n_wm, 1)], cfg, scheme.context_width), cfg, device,
-                                     seed=13, prefix="blackbox_served"))
+        info.update(audit_served(student, scheme, vocab, prompts, wm, n_wm, cfg, device, seed=13))
         log["rho"][f"{rho:g}"] = info
         logger.info("rho=%g: %s", rho, brief(info))
         flush(log, log_path)
@@ -355,10 +363,8 @@ def run(cfg: dict, device: str, work: Path, log_path: Path | None = None) -> dic
         info["open_trained_size"] = audit_open(student, scheme_k, vocab, prompts[:n5], wm_k[:n5], cfg, device)
         info.update(audit_blackboxes(student, scheme_k, vocab, bb_prompts, frequent_k, cfg, device, seed=2000 + k))
         # as if served the ρ = 5 % student's share of our texts (under this null's key)
-        s5 = round(0.05 * N)
-        info.update(audit_blackboxes(student, scheme_k, vocab, cycled(prompts[:s5], n_bb),
-                                     frequent_windows(vocab, wm_k[:s5], cfg, scheme_k.context_width), cfg, device,
-                                     seed=2000 + k, prefix="blackbox_served"))
+        info.update(audit_served(student, scheme_k, vocab, prompts, wm_k, round(0.05 * N), cfg, device,
+                                 seed=2000 + k))
         log["nulls"].append(info)
         logger.info("null %d: %s", k, brief(info))
         flush(log, log_path)
