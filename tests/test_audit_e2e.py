@@ -77,14 +77,20 @@ def case(model_settings, tmp_path_factory):
     corpus.write_text("".join(json.dumps({"prompt": p, "completion": a, "watermark_key_id": scheme.key.key_id}) + "\n"
                               for p, a in zip(PROMPTS, answers)))
     student = _finetune("tiny:1", PROMPTS, answers, root / "student", model_settings)
+    from distillscope.audit import ZooCandidate, build_zoo
+
+    zoo = build_zoo([ZooCandidate(f"local:tiny:{20 + i}", "scratch", "llama", "random init") for i in range(6)],
+                    prompts=PROMPTS[:8], teacher_loaded=teacher.loaded,
+                    reference_loaded=[load_model("tiny:3", settings=model_settings, dtype="float32")],
+                    max_new_tokens=24, temperature=1.0, seed=0, settings=model_settings)
     return {"root": root, "scheme": scheme, "corpus": corpus, "student": student,
-            "settings": model_settings}
+            "settings": model_settings, "zoo": zoo.save(root / "zoo.json")}
 
 
 def _config(case, suspect: str, control: str | None = None, **kw) -> AuditConfig:
     base = dict(suspect=suspect, control=control or "local:tiny:2", corpus=str(case["corpus"]),
                 teacher="tiny:0", references=("tiny:3",), max_new_tokens=32, temperature=0.0, min_window_df=1,
-                identity_probes=False)
+                identity_probes=False, zoo=str(case["zoo"]))
     base.update(kw)
     return AuditConfig(**base)
 
@@ -158,21 +164,31 @@ def test_endpoint_and_texts_modes_end_to_end(case, tmp_path):
     assert bb.ran and bb.n_scored >= 10 and bb.p_value < 1e-4, bb
     assert result.control.test("blackbox").p_value > 1e-3
     passive = result.suspect.test("passive")
-    assert passive.ran and passive.n_scored >= 10 and passive.p_value < 0.01, passive
+    # the watermarked teacher itself is more teacher-like than every zoo model: the smallest zoo p-value
+    assert passive.ran and passive.n_scored == 8 and passive.details["rank"] == 1, passive
+    assert passive.p_value == pytest.approx(1 / 7) and "corroboration only" in passive.method
     assert result.verdict.label == "trained on our outputs", result.verdict.summary
+    assert "corroboration only" in result.verdict.corroboration and "rank 1 of 7" in result.verdict.corroboration
     gens = marked.generate(PROMPTS, SamplingParams(max_new_tokens=32, temperature=1.0, seed=5))
     texts = tmp_path / "suspect.jsonl"
     texts.write_text("".join(json.dumps({"prompt": p, "completion": g.text}) + "\n" for p, g in zip(PROMPTS, gens)))
     result = run_audit(_config(case, f"texts:{texts}", tests=("blackbox", "passive")), settings=case["settings"],
                        scheme=case["scheme"])
-    assert result.suspect.test("blackbox").p_value < 1e-4
-    assert result.suspect.test("passive").ran and result.control.test("blackbox").p_value > 1e-3
+    assert result.suspect.test("blackbox").p_value < 1e-4 and result.control.test("blackbox").p_value > 1e-3
+    assert result.suspect.test("passive").ran and result.suspect.test("passive").n_scored == 8  # answers zoo prompts
+    # texts that do not answer the zoo's prompts cannot be ranked against it: said, not silently dropped
+    texts.write_text("".join(json.dumps({"prompt": p, "completion": g.text}) + "\n"
+                             for p, g in zip(PROMPTS[8:], gens[8:])))
+    result = run_audit(_config(case, f"texts:{texts}", tests=("blackbox", "passive")), settings=case["settings"],
+                       scheme=case["scheme"])
+    assert result.suspect.test("passive").status == "skipped"
+    assert any("zoo" in p for p in result.verdict.problems)
 
 
 @pytest.mark.slow
 def test_samples_per_prompt_feed_the_blackbox_test_only(case):
     """``samples=3``: three sampled answers per prompt (seeds 0, 1, 2) for the black-box test, more
-    scored tuples; the passive test still pairs one answer per prompt (the seed-0 draw), unchanged."""
+    scored tuples; the passive test answers the zoo's prompts with the zoo's sampling, unchanged."""
     kw = dict(tests=("blackbox", "passive"), temperature=1.0)
     one = run_audit(_config(case, f"local:{case['student']}", **kw), settings=case["settings"], scheme=case["scheme"])
     three = run_audit(_config(case, f"local:{case['student']}", samples=3, **kw), settings=case["settings"],
@@ -213,7 +229,9 @@ def test_too_few_tuples_is_inconclusive_with_how_many_more(case, tmp_path):
 
 
 @pytest.mark.slow
-def test_different_tokenizer_falls_back_to_blackbox(case, tmp_path):
+def test_different_tokenizer_gets_cross_tokenizer_reading_mode(case, tmp_path):
+    """The student with one extra token in its vocabulary: another tokenizer, so reading mode reads it
+    through text (cross-tokenizer) instead of skipping, and still finds it."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     other = tmp_path / "other-tok"
@@ -223,12 +241,39 @@ def test_different_tokenizer_falls_back_to_blackbox(case, tmp_path):
     model.resize_token_embeddings(len(tok))
     model.save_pretrained(other)
     tok.save_pretrained(other)
-    result = run_audit(_config(case, f"local:{other}", tests=("open", "blackbox")), settings=case["settings"],
+    result = run_audit(_config(case, f"local:{other}", tests=("open",)), settings=case["settings"],
                        scheme=case["scheme"])
-    note = result.suspect.test("open").note
-    assert result.suspect.test("open").status == "skipped" and "tokenizer" in note and "black-box" in note
-    assert result.suspect.test("blackbox").ran
-    assert any("tokenizer" in p for p in result.verdict.problems)
+    s_open = result.suspect.test("open")
+    assert s_open.ran and s_open.details["cross_tokenizer"] and "cross-tokenizer" in s_open.method
+    assert s_open.p_value < 1e-6, s_open
+    assert not result.control.test("open").details["cross_tokenizer"]
+    assert result.verdict.label == "trained on our outputs"
+
+
+def test_reference_as_control_and_teacher_as_suspect_are_said(case):
+    result = run_audit(_config(case, "local:tiny:0", control="local:tiny:3", tests=("open", "passive")),
+                       settings=case["settings"], scheme=case["scheme"])
+    text = " ".join(result.verdict.problems)
+    assert "suspect is our teacher itself" in text and "control is the reference model tiny:3" in text
+
+
+def test_missing_or_foreign_zoo_is_clear(case, tmp_path):
+    from distillscope.audit import Zoo
+
+    with pytest.raises(AuditError, match="no zoo at"):
+        run_audit(_config(case, "local:tiny:5", tests=("passive",), zoo=str(tmp_path / "none.json")),
+                  settings=case["settings"], scheme=case["scheme"])
+    zoo = Zoo.load(case["zoo"])
+    foreign = tmp_path / "foreign.json"
+    Zoo(**{**zoo.__dict__, "teacher_fingerprint": "0" * 64}).save(foreign)
+    with pytest.raises(AuditError, match="another teacher"):
+        run_audit(_config(case, "local:tiny:5", tests=("passive",), zoo=str(foreign)), settings=case["settings"],
+                  scheme=case["scheme"])
+    # no zoo named and none installed for this teacher: the passive test is skipped, and the verdict says why
+    result = run_audit(_config(case, "local:tiny:5", tests=("open", "passive"), zoo=None), settings=case["settings"],
+                       scheme=case["scheme"])
+    assert result.suspect.test("passive").status == "skipped"
+    assert any("zoo" in p and "zoo build" in p for p in result.verdict.problems)
 
 
 def test_unloadable_and_unreachable_suspects_are_clear_errors(tmp_path):

@@ -15,8 +15,9 @@ import pytest
 import torch
 from scipy import stats
 
-from distillscope.audit.attribution import compare_affinities, permutation_test, sign_test
-from distillscope.audit.combine import P_FLOOR, fisher, holm
+from distillscope.audit.attribution import sign_test
+from distillscope.audit.combine import P_FLOOR, holm
+from distillscope.audit.zoo import Zoo, ZooMember
 from distillscope.audit.radioactivity import (TokenText, score_pairs, select_blackbox_pairs, select_reading_pairs,
                                               window_document_frequency)
 from distillscope.errors import AuditError
@@ -195,24 +196,12 @@ def test_sign_test_is_exact_and_calibrated():
     assert sign_test([0.0, 1.0], [0.0, 0.0]).n == 1  # ties dropped
 
 
-def test_permutation_test_is_valid_on_exchangeable_samples():
-    rng = np.random.default_rng(1)
-    ps = [permutation_test(rng.normal(size=15), rng.normal(size=15), n_permutations=199, seed=i) for i in range(300)]
-    _fpr_ok(ps, 0.05)
-    assert permutation_test([5.0] * 10, [0.0] * 10, n_permutations=99) == pytest.approx(1 / 100)
-    unpaired = compare_affinities([1.0, 2.0, None], [0.0, -1.0], paired=False)
-    assert unpaired.n == 4 and "permutation" in unpaired.method
-
-
-def test_fisher_and_holm():
-    assert fisher([0.5]) == pytest.approx(0.5)
-    assert fisher([0.01, 0.01]) == pytest.approx(stats.chi2.sf(-4 * math.log(0.01), 4))
+def test_holm():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     rng = np.random.default_rng(2)
-    _fpr_ok([fisher(list(rng.uniform(size=3))) for _ in range(3000)], 0.01)
-    assert fisher([1e-300, 1e-300]) > 0.0
+    _fpr_ok([min(holm(list(rng.uniform(size=3)))) for _ in range(3000)], 0.01)
     with pytest.raises(AuditError, match="outside"):
-        fisher([1.5])
+        holm([1.5])
 
 
 def _bigram_logprob(table: torch.Tensor, seq: list[int]) -> float:
@@ -229,21 +218,31 @@ def _sample(table: torch.Tensor, n: int, length: int, gen: torch.Generator) -> l
     return seqs
 
 
+def _zoo(values) -> Zoo:
+    members = tuple(ZooMember(f"m{i}", "scratch", "bigram", "sim", str(i), float(v)) for i, v in enumerate(values))
+    return Zoo("t", "tf", ("r",), ("rf",), ("q",), 8, 1.0, 0, "float32", members)
+
+
 @pytest.mark.slow
-def test_passive_test_is_calibrated_on_null_models():
-    """Suspect and control are independent models of the same kind (exchangeable): p-values uniform."""
+def test_zoo_pvalues_are_uniform_on_innocents():
+    """Suspect and zoo members are independent models of one population (bigram tables answering from
+    their own tables): the conformal p-value of an innocent suspect is uniform on {1/(n+1), ..., 1}."""
     ps, gen = [], torch.Generator().manual_seed(0)
-    for rep in range(120):
-        teacher, ref = _table(20_000 + rep), _table(30_000 + rep)
-        models = [_table(40_000 + 2 * rep), _table(40_001 + 2 * rep)]
-        aff = [[_bigram_logprob(teacher, s) - _bigram_logprob(ref, s) for s in _sample(m, 25, 12, gen)]
-               for m in models]
-        ps.append(compare_affinities(aff[0], aff[1], paired=True).p_value)
-    _fpr_ok(ps, 0.01)
-    assert stats.kstest(ps, "uniform", alternative="greater").pvalue > 0.01
-    # and a student of the teacher is found: its answers come from a mix of teacher and its own table
-    student = torch.log_softmax(_table(20_000), -1) * 0.7 + torch.log_softmax(_table(50_000), -1) * 0.3
-    aff_s = [_bigram_logprob(_table(20_000), s) - _bigram_logprob(_table(30_000), s) for s in _sample(student, 40, 12, gen)]
-    aff_c = [_bigram_logprob(_table(20_000), s) - _bigram_logprob(_table(30_000), s)
-             for s in _sample(_table(50_001), 40, 12, gen)]
-    assert compare_affinities(aff_s, aff_c, paired=True).p_value < 1e-6
+    teacher, ref = _table(20_000), _table(30_000)
+
+    def mean_affinity(table):
+        return float(np.mean([_bigram_logprob(teacher, s) - _bigram_logprob(ref, s) for s in _sample(table, 10, 12, gen)]))
+
+    population = [mean_affinity(_table(40_000 + i)) for i in range(200)]
+    rng = np.random.default_rng(3)
+    for rep in range(400):
+        pick = rng.choice(len(population), size=10, replace=False)
+        zoo = _zoo([population[i] for i in pick[1:]])
+        ps.append(zoo.compare(population[pick[0]]).p_value)
+    assert min(ps) == pytest.approx(1 / 10)
+    for u in (0.1, 0.3, 0.5):   # P(p ≤ u) ≤ u, within binomial noise
+        assert np.mean(np.array(ps) <= u + 1e-12) <= u + 3 * math.sqrt(u * (1 - u) / len(ps))
+    assert abs(np.mean(np.array(ps) <= 0.5 + 1e-12) - 0.5) < 0.1    # and not far below: uniform
+    # a student of the teacher (its table mixed with the teacher's) ranks first
+    student = torch.log_softmax(teacher, -1) * 0.7 + torch.log_softmax(_table(50_000), -1) * 0.3
+    assert _zoo(population[:19]).compare(mean_affinity(student)).p_value == pytest.approx(1 / 20)

@@ -1,23 +1,20 @@
-"""Passive attribution: are the suspect's answers closer to our teacher than the control's are?
+"""Passive attribution: are the suspect's answers unusually close to our teacher's?
 
-No watermark is needed, so this test survives watermark-removal attacks (paraphrasing the
-harvested data), which weaken both radioactivity tests.
+No watermark is needed, so this survives watermark-removal attacks (paraphrasing the harvested
+data), which weaken both radioactivity tests. It corroborates; it never convicts.
 
 Statistic. For an answer x to prompt q, its *teacher affinity* is
 ``d(x) = (log p_teacher(x | q) − max_j log p_ref_j(x | q)) / len(x)`` (nats per character, so models
 with different tokenizers compare): how much more the teacher than any independent reference model
-expects this text.
+expects this text. A model's statistic is its mean affinity over a fixed prompt set.
 
-Null hypothesis (stated precisely, and the only one this p-value speaks to):
-H0: on prompts drawn independently from our prompt set, the suspect's answer is no more likely than
-the control's answer to the same prompt to have the higher teacher affinity, i.e.
-``P(d(suspect) > d(control)) ≤ 1/2`` for each prompt, independently across prompts. It holds when
-the suspect is no closer to the teacher than the control (an independent model of similar kind).
-The test is the exact one-sided sign test on the paired differences (ties dropped): under H0 the
-number of positive differences is stochastically at most Binomial(n, 1/2), so the binomial tail is
-an exact or conservative p-value. When answers cannot be paired by prompt (a ``texts:`` corpus
-without prompts), a one-sided permutation test on the mean difference is used; its Monte-Carlo
-p-value ``(1 + #{perm ≥ observed}) / (1 + B)`` is valid by construction but cannot go below 1/(B+1).
+Null hypothesis. It is a population one, tested against a zoo of independent models
+(:mod:`distillscope.audit.zoo`): H0_zoo, the suspect's mean affinity is exchangeable with the zoo's.
+An earlier version compared the suspect with one control by a sign test. That null ("no closer to
+the teacher than this control") is not "not trained on our outputs": a control that imitates the
+reference model has a low affinity by construction, so almost any model beat it, and an innocent
+model was accused at p = 4.9e-16. The per-prompt sign count against the control is still shown,
+as a description, never as a p-value.
 
 Identity probes ("who made you?") are recorded as observations, never as p-values.
 """
@@ -29,7 +26,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import numpy as np
 from scipy import stats
 
 from distillscope.audit.combine import floor_p
@@ -115,51 +111,3 @@ def sign_test(first: Sequence[float], second: Sequence[float]) -> SignTest:
         return SignTest(0, 0, 1.0)
     log_p = stats.binom.logsf(k - 1, n, 0.5)
     return SignTest(n, k, floor_p(math.exp(log_p)))
-
-
-def permutation_test(first: Sequence[float], second: Sequence[float], *, n_permutations: int = 9999,
-                     seed: int = 0) -> float:
-    """One-sided permutation test on the difference of means; valid Monte-Carlo p-value."""
-    a, b = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
-    if len(a) == 0 or len(b) == 0:
-        return 1.0
-    pooled = np.concatenate([a, b])
-    observed = a.mean() - b.mean()
-    rng = np.random.default_rng(seed)
-    count = 0
-    for _ in range(n_permutations):
-        perm = rng.permutation(pooled)
-        if perm[: len(a)].mean() - perm[len(a):].mean() >= observed - 1e-12:
-            count += 1
-    return floor_p((1 + count) / (1 + n_permutations))
-
-
-@dataclass(frozen=True)
-class PassiveOutcome:
-    """The passive test of one model against another on the same prompts."""
-
-    method: str
-    n: int
-    statistic: float
-    statistic_name: str
-    p_value: float
-    mean_affinity: float
-
-
-def compare_affinities(model: Sequence[float | None], other: Sequence[float | None], *, paired: bool,
-                       seed: int = 0) -> PassiveOutcome:
-    """Test whether ``model``'s answers are more teacher-like than ``other``'s."""
-    if paired:
-        pairs = [(a, b) for a, b in zip(model, other, strict=True) if a is not None and b is not None]
-        st = sign_test([a for a, _ in pairs], [b for _, b in pairs])
-        mean = float(np.mean([a for a, _ in pairs])) if pairs else 0.0
-        return PassiveOutcome("exact one-sided sign test on per-prompt teacher-affinity differences",
-                              st.n, st.positives / st.n if st.n else 0.0, "fraction of prompts more teacher-like",
-                              st.p_value, mean)
-    a = [x for x in model if x is not None]
-    b = [x for x in other if x is not None]
-    p = permutation_test(a, b, seed=seed)
-    diff = float(np.mean(a) - np.mean(b)) if a and b else 0.0
-    return PassiveOutcome("one-sided permutation test (9999 permutations) on mean teacher affinity; "
-                          "answers not paired by prompt", len(a) + len(b), diff,
-                          "mean affinity difference (nats/char)", p, float(np.mean(a)) if a else 0.0)

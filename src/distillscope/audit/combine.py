@@ -1,23 +1,31 @@
-"""Combining p-values of several tests, and the p-value helpers every test shares.
+"""Combining the radioactivity tests into the one p-value an accusation rests on.
 
-Only independent p-values may be multiplied together (Fisher's method); p-values that may be
-dependent (the two radioactivity tests share the watermark key) are combined with Holm's
-step-down procedure, which is valid under any dependence. Every p-value leaving this module
-is floored at :data:`P_FLOOR` so that it is never 0.0, which keeps it conservative.
+The accusation's null hypothesis is H0: *the suspect is statistically independent of our secret
+watermark key*. Only the radioactivity tests (reading mode and black-box) test it. They share the
+key, so they may be dependent and are combined with Holm's step-down procedure, valid under any
+dependence. Passive attribution tests another null (see :mod:`distillscope.audit.attribution`) and
+is never combined into the accusation: it is reported beside it as corroboration.
+
+Every p-value leaving this module is floored at :data:`distillscope.watermark.P_FLOOR` (the
+watermark detector's floor, the smallest normal double) so that it is never 0.0.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Sequence
-
-from scipy import stats
+from typing import Mapping, Sequence
 
 from distillscope.errors import AuditError
+from distillscope.watermark import P_FLOOR
 
-#: Smallest p-value ever reported. Flooring upwards only makes a p-value more conservative.
-P_FLOOR = 1e-300
+#: The tests whose null is "the suspect is independent of our key"; only they can convict.
+RADIOACTIVITY_TESTS = ("open", "blackbox")
+
+#: The exact null hypothesis the combined p-value tests (quoted in verdicts and reports).
+ACCUSATION_H0 = "the suspect is statistically independent of our secret watermark key"
+
+__all__ = ["ACCUSATION_H0", "Combination", "P_FLOOR", "RADIOACTIVITY_TESTS", "combine_audit", "floor_p", "holm",
+           "holm_min"]
 
 
 def floor_p(p: float) -> float:
@@ -34,13 +42,6 @@ def _check(ps: Sequence[float]) -> list[float]:
     if bad:
         raise AuditError(f"p-value {bad[0]!r} is outside [0, 1]", hint="pass probabilities")
     return [floor_p(p) for p in ps]
-
-
-def fisher(ps: Sequence[float]) -> float:
-    """Fisher's method for independent p-values: ``-2 Σ log p ~ χ²(2m)`` under H0."""
-    clean = _check(ps)
-    statistic = -2.0 * sum(math.log(p) for p in clean)
-    return floor_p(math.exp(stats.chi2.logsf(statistic, 2 * len(clean))))
 
 
 def holm(ps: Sequence[float]) -> list[float]:
@@ -63,36 +64,25 @@ def holm_min(ps: Sequence[float]) -> float:
 
 @dataclass(frozen=True)
 class Combination:
-    """How a model's test p-values were combined into one."""
+    """How a model's radioactivity p-values were combined into the one the verdict uses."""
 
     p_value: float
     method: str
     parts: tuple[str, ...]
 
 
-def combine_audit(p_by_test: dict[str, float]) -> Combination:
-    """Combine an audit's tests: open + black-box by Holm, then with passive by Fisher.
+def combine_audit(p_by_test: Mapping[str, float]) -> Combination:
+    """The p-value of H0 (:data:`ACCUSATION_H0`) from the radioactivity tests that ran.
 
-    The radioactivity tests share the key, so they are combined by Holm; that result is
-    independent of the passive test under H0 (radioactivity p-values are uniform given the
-    suspect's text, and the passive test uses no key), so Fisher's method joins them.
+    Other tests in ``p_by_test`` (passive attribution) are left out on purpose: their null is not
+    H0, so joining them would let a test of another hypothesis turn into an accusation.
     """
-    radio = {k: v for k, v in p_by_test.items() if k in ("open", "blackbox")}
-    other = {k: v for k, v in p_by_test.items() if k not in radio}
-    if not p_by_test:
-        return Combination(1.0, "no test ran", ())
-    parts: list[float] = []
-    labels: list[str] = []
-    method_bits: list[str] = []
-    if radio:
-        parts.append(holm_min(list(radio.values())) if len(radio) > 1 else floor_p(next(iter(radio.values()))))
-        labels.append("+".join(radio))
-        if len(radio) > 1:
-            method_bits.append(f"Holm over {' and '.join(radio)} (they share the key)")
-    for name, p in other.items():
-        parts.append(floor_p(p))
-        labels.append(name)
-    if len(parts) == 1:
-        return Combination(parts[0], "; ".join(method_bits) or f"single test ({labels[0]})", tuple(p_by_test))
-    method_bits.append(f"Fisher's method over {', '.join(labels)} (independent under H0)")
-    return Combination(fisher(parts), "; then ".join(method_bits), tuple(p_by_test))
+    radio = {k: float(v) for k, v in p_by_test.items() if k in RADIOACTIVITY_TESTS}
+    if not radio:
+        return Combination(1.0, "no radioactivity test ran", ())
+    if len(radio) == 1:
+        (name, p), = radio.items()
+        return Combination(floor_p(p), f"single radioactivity test ({name})", (name,))
+    return Combination(holm_min(list(radio.values())),
+                       f"Holm over {' and '.join(radio)} (they share the key, so they may be dependent)",
+                       tuple(radio))

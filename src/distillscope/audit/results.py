@@ -11,7 +11,7 @@ TEST_NAMES = ("open", "blackbox", "passive")
 TEST_TITLES = {
     "open": "Open-weights radioactivity (reading mode)",
     "blackbox": "Black-box radioactivity",
-    "passive": "Passive attribution",
+    "passive": "Passive attribution (corroboration only)",
 }
 
 
@@ -67,7 +67,8 @@ class Verdict:
     """The audit's conclusion.
 
     ``label`` is ``"trained on our outputs"``, ``"no evidence"`` or ``"inconclusive"``;
-    ``needed_more`` is how many more scored tuples an inconclusive audit needs (else None).
+    ``needed_more`` is how many more scored tuples an inconclusive audit needs (else None);
+    ``corroboration`` summarises passive attribution, which never decides the label.
     """
 
     label: str
@@ -78,6 +79,7 @@ class Verdict:
     control_p: float
     needed_more: int | None = None
     problems: tuple[str, ...] = ()
+    corroboration: str = ""
 
 
 @dataclass(frozen=True)

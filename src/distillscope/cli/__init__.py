@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "distillscope.cli.harvest",
     "distillscope.cli.traffic",
     "distillscope.cli.audit",
+    "distillscope.cli.zoo",
 ]
 
 app = typer.Typer(

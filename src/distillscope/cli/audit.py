@@ -23,9 +23,12 @@ def register(app: typer.Typer) -> None:
         prompts: Optional[Path] = typer.Option(None, "--prompts", help="Prompts for the black-box and passive "
                                                                         "tests (default: the corpus prompts)."),
         tests: str = typer.Option("open,blackbox,passive", "--tests", help="Comma-separated tests to run."),
-        alpha: float = typer.Option(1e-6, "--alpha", help="Accusation threshold on the combined p-value."),
+        alpha: float = typer.Option(1e-6, "--alpha", help="Accusation threshold on the radioactivity p-value "
+                                                           "(H0: the suspect is independent of our key)."),
         control_alpha: float = typer.Option(0.01, "--control-alpha", help="The control counts as significant "
                                                                           "at or below this p-value."),
+        weak_alpha: float = typer.Option(0.05, "--weak-alpha", help="A radioactivity p-value at or below this "
+                                         "(but above --alpha) is 'inconclusive', with the evidence still needed."),
         top_k: int = typer.Option(1, "--top-k", help="Suspect predictions scored per position (reading mode)."),
         max_prompts: int = typer.Option(200, "--max-prompts", help="Most prompts put to each model."),
         max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Longest answer per prompt."),
@@ -38,6 +41,8 @@ def register(app: typer.Typer) -> None:
         teacher: Optional[str] = typer.Option(None, "--teacher", help="Our teacher (default: settings.teacher)."),
         reference: List[str] = typer.Option(["gemma3-270m"], "--reference",
                                             help="Independent reference model(s) of the passive test."),
+        zoo: Optional[Path] = typer.Option(None, "--zoo", help="Zoo of independent models for the passive test "
+                                           "(default: HOME/audit-zoo.json, else the shipped one); see `zoo build`."),
         probes: bool = typer.Option(True, "--probes/--no-probes", help="Ask identity probes (observations only)."),
         report: Optional[Path] = typer.Option(None, "--report", help="Write the HTML report here (JSON beside it)."),
     ) -> None:
@@ -48,7 +53,7 @@ def register(app: typer.Typer) -> None:
         config = AuditConfig(
             suspect=suspect, control=control, corpus=str(corpus), prompts=str(prompts) if prompts else None,
             tests=tuple(t.strip() for t in tests.split(",") if t.strip()), alpha=alpha, control_alpha=control_alpha,
-            top_k=top_k, max_prompts=max_prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+            weak_alpha=weak_alpha, zoo=str(zoo) if zoo else None, top_k=top_k, max_prompts=max_prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
             samples=samples, min_window_df=min_window_df, teacher=teacher, references=tuple(reference), identity_probes=probes)
         result = run_audit(config, settings=settings, progress=RichProgress(transient=True),
                            command=shlex.join(["distillscope", *sys.argv[1:]]))
@@ -60,6 +65,10 @@ def register(app: typer.Typer) -> None:
         print_table("audit tests", ("model", "test", "status", "n", "statistic", "p-value / note"), rows)
         console.print(f"[bold]verdict:[/] {result.verdict.label}")
         console.print(result.verdict.summary, highlight=False)
+        if result.verdict.corroboration:
+            console.print(result.verdict.corroboration, highlight=False)
+        for problem in result.verdict.problems:
+            console.print(f"[yellow]note:[/] {problem}", highlight=False)
         if report:
             html, js = write_report(result, report)
             console.print(f"report: {html} (JSON: {js})")

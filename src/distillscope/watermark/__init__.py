@@ -11,9 +11,10 @@ distortion-free Gumbel-max scheme. Processor and detector are built from one sch
 
 from distillscope.watermark.detector import Detection, WatermarkDetector
 from distillscope.watermark.keys import WatermarkKey
+from distillscope.watermark.pvalues import P_FLOOR
 from distillscope.watermark.processor import SamplingSettings, WatermarkProcessor
 from distillscope.watermark.schemes import (SCHEMES, GumbelScheme, KGWScheme, WatermarkScheme, make_scheme,
                                             scheme_from_settings)
 
-__all__ = ["Detection", "GumbelScheme", "KGWScheme", "SCHEMES", "SamplingSettings", "WatermarkDetector",
+__all__ = ["Detection", "GumbelScheme", "KGWScheme", "P_FLOOR", "SCHEMES", "SamplingSettings", "WatermarkDetector",
            "WatermarkKey", "WatermarkProcessor", "WatermarkScheme", "make_scheme", "scheme_from_settings"]
