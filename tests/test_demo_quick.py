@@ -64,6 +64,12 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     report = json.loads((tmp_path / "audit-report.json").read_text())
     assert report["reproducibility"]["corpus"]["path"] == str(served)
     assert report["corpus_check"]["corpus_key_ids"] == [report["corpus_check"]["key_id"]]
+    # the verdict rests on radioactivity (H0: independent of our key); passive is ranked against a zoo
+    assert "independent of our secret watermark key" in report["verdict"]["confidence"]
+    assert "verdict p" in out and "zoo p" in out and "Passive attribution (corroboration only" in out
+    passive = next(t for t in report["suspect"]["tests"] if t["test"] == "passive")
+    assert passive["status"] == "ok" and passive["details"]["zoo_members"] == 6
+    assert "corroboration only" in report["verdict"]["corroboration"]
 
 
 def test_timeline_names_every_act_with_its_time():

@@ -8,8 +8,9 @@ prediction is made in *text*:
 2. the suspect reads (its chat-formatted prompt +) that string, encoded with *its* tokenizer on its
    own — never the tokenization of the whole answer, whose token boundaries can depend on the
    characters after the prefix, i.e. on the very token being predicted;
-3. its top-k next tokens are decoded to text pieces, appended to the prefix string and re-encoded
-   with *our* tokenizer; when that keeps our first t tokens, the token after them is the suspect's
+3. each of its top-k next tokens is continued greedily for a few more tokens (so that the piece of
+   text covers a whole token of ours), decoded, appended to the prefix string and re-encoded with
+   *our* tokenizer; when that keeps our first t tokens, the token after them is the suspect's
    prediction of our token t (else the position gives no prediction).
 
 Every step is a deterministic function of the prompt, the prefix before t and the suspect's
@@ -22,7 +23,8 @@ alone, so skipping them selects nothing on the watermark.
 Cost: one forward pass over each answer (the suspect's own encoding of it) serves every prefix
 whose separate encoding is a prefix of it — the usual case at word boundaries; the others (mostly
 mid-word boundaries) get their own forward pass, batched. The output layer is applied only at the
-positions read. See ``docs/audit.md`` for measured costs.
+positions read. The greedy continuation costs one batched ``generate`` call per scored position and
+branch (``continuation - 1`` new tokens each). See ``docs/audit.md`` for measured costs.
 """
 
 from __future__ import annotations
@@ -125,31 +127,78 @@ def _topk_at(loaded: Any, jobs: Sequence[_Job], k: int, batch_size: int, progres
     return [results[j] for j in range(len(jobs))]
 
 
+def _continue(loaded: Any, seqs: Sequence[list[int]], steps: int, batch_size: int,
+              progress: Progress) -> list[list[int]]:
+    """Greedy continuation of each sequence by ``steps`` tokens (stopping at EOS), left-padded batches."""
+    import torch
+    from transformers import GenerationConfig
+
+    tok, model = loaded.tokenizer, loaded.model
+    eos = tok.eos_token_id
+    config = GenerationConfig(max_new_tokens=steps, do_sample=False, pad_token_id=loaded.pad_token_id,
+                              eos_token_id=eos)
+    out: dict[int, list[int]] = {}
+    order = sorted(range(len(seqs)), key=lambda j: len(seqs[j]))
+    with ensure_progress(progress).task("suspect continues each prefix", total=len(seqs)) as task, loaded.lock, \
+            torch.inference_mode():
+        for b in range(0, len(order), batch_size):
+            rows = order[b:b + batch_size]
+            width = max(len(seqs[j]) for j in rows)
+            ids = torch.full((len(rows), width), loaded.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for r, j in enumerate(rows):
+                ids[r, width - len(seqs[j]):] = torch.tensor(seqs[j])
+                mask[r, width - len(seqs[j]):] = 1
+            gen = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                                 generation_config=config)[:, width:].cpu().tolist()
+            for r, j in enumerate(rows):
+                cont = gen[r]
+                out[j] = cont[:cont.index(eos)] if eos is not None and eos in cont else cont
+            task.advance(len(rows))
+    return [out[j] for j in range(len(seqs))]
+
+
 def cross_tokenizer_predictions(texts: Sequence[CrossText], ours: Any, suspect_loaded: Any, k: int = 1, *,
-                                batch_size: int = 8, max_length: int = 1024,
+                                continuation: int = 4, batch_size: int = 8, max_length: int = 1024,
                                 progress: Progress | None = None) -> list[list[tuple[int, ...]]]:
     """``out[i][t]``: the suspect's top-k predictions of our token t of text i, as our token ids.
 
-    Empty where the position gives no prediction (see the module docstring); ready for
+    Each of the suspect's top-k next tokens is continued greedily for ``continuation - 1`` more tokens
+    so that the text piece covers a whole token of ours (a suspect with a finer vocabulary would
+    otherwise predict only the start of it); ``continuation=1`` reads only the next token (cheapest,
+    enough when the suspect's tokens are as long as ours). Empty where the position gives no
+    prediction (module docstring). Ready for
     :func:`~distillscope.audit.radioactivity.select_reading_pairs` with ``[t.ours for t in texts]``.
     """
+    if continuation < 1:
+        raise ValueError(f"continuation={continuation!r} must be at least 1")
+    progress = ensure_progress(progress)
     tok = suspect_loaded.tokenizer
     jobs, prefixes = _jobs(texts, ours, tok, max_length)
-    tops = _topk_at(suspect_loaded, jobs, k, batch_size, ensure_progress(progress))
-    preds: list[list[tuple[int, ...]]] = [[() for _ in ct.ours.answer_ids] for ct in texts]
+    tops = _topk_at(suspect_loaded, jobs, k, batch_size, progress)
+    branches: list[tuple[int, int, list[int], int]] = []       # (text, t, context ids, first token)
     for job, top in zip(jobs, tops):
         for pos, places in job.wanted.items():
-            base = tok.decode(job.ids[: pos + 1], skip_special_tokens=True)
             for i, t in places:
-                answer = texts[i].ours.answer_ids
-                prefix = prefixes[i][t]
-                predicted: list[int] = []
-                for s in top[pos]:
-                    piece = tok.decode(job.ids[: pos + 1] + [int(s)], skip_special_tokens=True)
-                    if not piece.startswith(base) or len(piece) == len(base):
-                        continue    # special token (EOS) or a decode that rewrites the past
-                    again = ours.encode(prefix + piece[len(base):], add_special_tokens=False)
-                    if len(again) > t and list(again[:t]) == list(answer[:t]):
-                        predicted.append(int(again[t]))
-                preds[i][t] = tuple(dict.fromkeys(predicted))
+                branches += [(i, t, job.ids[: pos + 1], int(s)) for s in top[pos]]
+    eos = tok.eos_token_id
+    seqs = [ctx + [s] for _, _, ctx, s in branches]
+    if continuation > 1:
+        live = [j for j, (_, _, _, s) in enumerate(branches) if s != eos]
+        more = _continue(suspect_loaded, [seqs[j] for j in live], continuation - 1, batch_size, progress)
+        for j, extra in zip(live, more):
+            seqs[j] = seqs[j] + extra
+    found: dict[tuple[int, int], list[int]] = {}
+    for (i, t, ctx, _), seq in zip(branches, seqs):
+        base = tok.decode(ctx, skip_special_tokens=True)
+        text = tok.decode(seq, skip_special_tokens=True)
+        if not text.startswith(base) or len(text) == len(base):
+            continue            # special token (EOS) or a decode that rewrites the past
+        answer = texts[i].ours.answer_ids
+        again = ours.encode(prefixes[i][t] + text[len(base):], add_special_tokens=False)
+        if len(again) > t and list(again[:t]) == list(answer[:t]):
+            found.setdefault((i, t), []).append(int(again[t]))
+    preds: list[list[tuple[int, ...]]] = [[() for _ in ct.ours.answer_ids] for ct in texts]
+    for (i, t), ys in found.items():
+        preds[i][t] = tuple(dict.fromkeys(ys))
     return preds

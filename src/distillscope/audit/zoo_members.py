@@ -139,12 +139,13 @@ def default_recipes(*, quick: bool = False) -> list[MemberRecipe]:
     recipes = []
     for i, (fam, src) in enumerate([(f, s) for s in ("docstrings", "licences", "pypi")
                                     for f in ("llama", "gpt2", "gpt_neox")]):
-        recipes.append(MemberRecipe(f"scratch-{fam}-{src}", "scratch", fam, src, "teacher" if i % 3 == 0 else "own",
-                                    hidden=96, layers=2, steps=300, seed=i))
+        own = i % 3 != 0
+        recipes.append(MemberRecipe(f"scratch-{fam}-{src}", "scratch", fam, src, "own" if own else "teacher",
+                                    hidden=96 if own else 64, layers=2, steps=200 if own else 80, seed=i))
     recipes += [MemberRecipe("reference-student-llama", "reference-student", "llama", "reference answers", "own",
-                             hidden=96, layers=2, steps=300, seed=20),
+                             hidden=96, layers=2, steps=200, seed=20),
                 MemberRecipe("reference-student-gpt2", "reference-student", "gpt2", "reference answers", "teacher",
-                             hidden=96, layers=2, steps=300, seed=21),
+                             hidden=64, layers=2, steps=80, seed=21),
                 MemberRecipe("reference", "reference", "", "", ""),
                 MemberRecipe("fine-tune-docstrings", "fine-tune", "", "docstrings", "", steps=12, seed=30),
                 MemberRecipe("fine-tune-manpages", "fine-tune", "", "manpages", "", steps=12, seed=31)]

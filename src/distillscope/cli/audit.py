@@ -30,6 +30,8 @@ def register(app: typer.Typer) -> None:
         weak_alpha: float = typer.Option(0.05, "--weak-alpha", help="A radioactivity p-value at or below this "
                                          "(but above --alpha) is 'inconclusive', with the evidence still needed."),
         top_k: int = typer.Option(1, "--top-k", help="Suspect predictions scored per position (reading mode)."),
+        cross_continuation: int = typer.Option(4, "--cross-continuation", help="Cross-tokenizer reading mode: "
+                                               "suspect tokens generated per prediction (1 = cheapest)."),
         max_prompts: int = typer.Option(200, "--max-prompts", help="Most prompts put to each model."),
         max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Longest answer per prompt."),
         temperature: float = typer.Option(0.7, "--temperature", help="Sampling temperature of the answers."),
@@ -53,7 +55,8 @@ def register(app: typer.Typer) -> None:
         config = AuditConfig(
             suspect=suspect, control=control, corpus=str(corpus), prompts=str(prompts) if prompts else None,
             tests=tuple(t.strip() for t in tests.split(",") if t.strip()), alpha=alpha, control_alpha=control_alpha,
-            weak_alpha=weak_alpha, zoo=str(zoo) if zoo else None, top_k=top_k, max_prompts=max_prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+            weak_alpha=weak_alpha, zoo=str(zoo) if zoo else None, top_k=top_k,
+            cross_continuation=cross_continuation, max_prompts=max_prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
             samples=samples, min_window_df=min_window_df, teacher=teacher, references=tuple(reference), identity_probes=probes)
         result = run_audit(config, settings=settings, progress=RichProgress(transient=True),
                            command=shlex.join(["distillscope", *sys.argv[1:]]))

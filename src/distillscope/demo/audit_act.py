@@ -4,7 +4,9 @@ The control is trained the same way as the student (the distillation act's ``tra
 epochs and learning rate, SFT since the reference gives no top-k), on the first prompts of the
 harvest, but answered by the independent reference model (Gemma-3-270M; ``tiny:3`` in quick mode)
 instead of our teacher. The reference is loaded once (bfloat16) and, with act 1's teacher, also
-scores the passive test, so no model is loaded twice.
+scores the passive test, so no model is loaded twice. The verdict comes from the radioactivity
+tests; passive attribution is ranked against the zoo shipped for the bundled teacher and reference
+(``--quick``: six random-init tiny models) and shown as corroboration.
 The watermarked corpus is what the gateway served to the harvesting account, exported from our own
 request log (``["gateway_engine"]``; the harvest store when no gateway ran).
 Uses ``ctx.artifacts["student_path"]``, ``["harvest_store"]``, ``["watermark_scheme"]``,
@@ -89,6 +91,20 @@ def _train_control(ctx: DemoContext, plan: dict[str, Any], store: Path) -> Path:
     return out
 
 
+def _quick_zoo(ctx: DemoContext, plan: dict[str, Any], teacher_spec: str) -> Path:
+    """``--quick``: a zoo of six random-init tiny models for the tiny teacher and reference (the full demo
+    uses the zoo shipped for the bundled teacher and reference)."""
+    from distillscope.audit import ZooCandidate, build_zoo
+    from distillscope.teacher import load_model
+
+    teacher = ctx.artifacts.get("teacher_loaded") or load_model(teacher_spec, settings=ctx.settings, dtype="float32")
+    prompts = _store_prompts(Path(ctx.artifacts["harvest_store"]), 8)
+    zoo = build_zoo([ZooCandidate(f"local:tiny:{40 + i}", "scratch", "llama", "random init") for i in range(6)],
+                    prompts=prompts, teacher_loaded=teacher, reference_loaded=[_reference(ctx, plan)],
+                    max_new_tokens=plan["max_tokens"], settings=ctx.settings, progress=ctx.reporter)
+    return zoo.save(ctx.workdir / "quick-zoo.json")
+
+
 def act(ctx: DemoContext) -> ActResult:
     from distillscope.audit import AuditConfig, run_audit, write_report
 
@@ -100,11 +116,13 @@ def act(ctx: DemoContext) -> ActResult:
     plan = QUICK if ctx.quick else FULL
     control = _train_control(ctx, plan, Path(store))
     served = _served_corpus(ctx)
+    teacher_spec = "tiny" if ctx.quick else ctx.settings.teacher
     config = AuditConfig(
         suspect=f"local:{student}", control=f"local:{control}", corpus=str(served or store),
-        teacher="tiny" if ctx.quick else ctx.settings.teacher, references=(plan["reference"],),
+        teacher=teacher_spec, references=(plan["reference"],),
         max_prompts=plan["audit_prompts"], max_new_tokens=plan["max_tokens"], seed=0,
-        min_window_df=1 if ctx.quick else 2)
+        min_window_df=1 if ctx.quick else 2, cross_continuation=1,
+        zoo=str(_quick_zoo(ctx, plan, teacher_spec)) if ctx.quick else None)
     loaded = {plan["reference"]: _reference(ctx, plan)}
     if ctx.artifacts.get("teacher_loaded") is not None:   # act 1's teacher scores the passive test
         loaded[config.teacher] = ctx.artifacts["teacher_loaded"]
@@ -115,14 +133,20 @@ def act(ctx: DemoContext) -> ActResult:
     rows = []
     for m in (result.suspect, result.control):
         cells = {t.test: (f"{t.p_value:.2g} (n={t.n_scored})" if t.ran else t.status) for t in m.tests}
-        rows.append((m.role, cells.get("open", "—"), cells.get("blackbox", "—"), cells.get("passive", "—"),
-                     f"{m.combined_p:.2g}"))
+        passive = m.test("passive")
+        if passive is not None and passive.ran:
+            cells["passive"] = f"{passive.p_value:.2g} (rank {passive.details['rank']}/{passive.details['zoo_members'] + 1})"
+        rows.append((m.role, cells.get("open", "—"), cells.get("blackbox", "—"), f"{m.combined_p:.2g}",
+                     cells.get("passive", "—")))
     source = ("what the gateway served to the harvesting account, from our request log" if served
               else "the harvest store")
     notes = (f"verdict on the student: {result.verdict.label} — {result.verdict.summary}",
+             "verdict p: the radioactivity tests (Holm), the only ones whose null is 'independent of our key'",
+             result.verdict.corroboration or "passive attribution: not run (no zoo for this teacher)",
              f"control (student of {plan['reference']}'s answers): combined p = {result.control.combined_p:.2g}, "
              f"{'not significant' if result.control.combined_p > config.control_alpha else 'significant'}",
              f"evidence report: {html} (JSON: {js})",
              f"our corpus: {source} ({config.corpus}; key id "
              f"{scheme.key.key_id if scheme is not None else 'from settings'})")
-    return ActResult(title, ("model", "open p", "black-box p", "passive p", "combined p"), tuple(rows), notes)
+    notes += tuple(f"note: {p}" for p in result.verdict.problems)
+    return ActResult(title, ("model", "open p", "black-box p", "verdict p", "zoo p"), tuple(rows), notes)
