@@ -50,7 +50,8 @@ def test_report_html_and_json(tmp_path):
     assert data["suspect"]["tests"][0]["p_value"] == pytest.approx(1e-9)
     assert text.count("<svg") == 2  # p-value curve and green-fraction histogram, inline
     assert "<script>alert(1)" not in text and "&lt;script&gt;" in text  # autoescaped
-    for needle in ("kid-123", "limitation one", "Holm", "Fisher", "control", "Who made you?"):
+    for needle in ("kid-123", "limitation one", "Holm", "independent of our secret watermark key", "control",
+                   "Who made you?", "never enters the verdict"):
         assert needle in text
     assert SECRET not in text and SECRET not in js.read_text()
     with pytest.raises(Exception, match="ends in .json"):
