@@ -212,3 +212,17 @@ def test_rpm_pacing_and_retry_after_deferral():
         KeyRing(["a"], rpm=0)
     with pytest.raises(DistillError, match="unknown key rotation"):
         KeyRing(["a"], "lottery")
+
+
+def test_the_audit_reads_a_store_as_the_harvester_does(store):
+    """A torn last line is ignored and a superseded record is read once, as HarvestStore reads them."""
+    from distillscope.audit.corpus import load_corpus
+
+    with store.open_writer() as w:
+        w.append([_rec(1), _rec(2)])
+        w.append([_rec(1, completion="answer 1, retried")])
+    with (store.path / "records.jsonl").open("a") as fh:
+        fh.write('{"id": "torn", "status": "ok", "compl')      # a harvest killed mid-write
+    corpus = load_corpus(store.path)
+    assert [(r.prompt, r.completion) for r in corpus.records] == [("prompt 1", "answer 1, retried"),
+                                                                  ("prompt 2", "answer 2")]

@@ -69,6 +69,11 @@ def _records_from_rows(rows: Sequence[Any]) -> tuple[list[CorpusRecord], set[str
     return out, key_ids
 
 
+def _last_user(messages: Sequence[Any]) -> str:
+    users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    return users[-1] if users and isinstance(users[-1], str) else ""
+
+
 def load_corpus(path: str | Path) -> WatermarkedCorpus:
     """Read a watermarked corpus; a missing, unreadable or empty corpus raises :class:`AuditError`."""
     p = Path(path)
@@ -77,8 +82,16 @@ def load_corpus(path: str | Path) -> WatermarkedCorpus:
         raise AuditError(f"watermarked corpus {p} does not exist or is not a harvest store",
                          hint="pass --corpus FILE.jsonl (prompt/completion records) or a harvest store directory")
     try:
-        rows = read_records(files[-1], "parquet" if p.suffix.lower() in (".parquet", ".pq") else "jsonl")
-        manifest = json.loads(files[0].read_text(encoding="utf-8")) if p.is_dir() else {}
+        if p.is_dir():     # a harvest store: read as the harvester does (latest record per id, torn tail ignored)
+            from distillscope.distill import HarvestStore
+
+            store = HarvestStore(p)
+            manifest = store.manifest()
+            rows: Sequence[Any] = [{"prompt": r.prompt or _last_user(r.messages), "completion": r.completion,
+                                    "status": r.status} for r in store.ok_records()]
+        else:
+            rows = read_records(p, "parquet" if p.suffix.lower() in (".parquet", ".pq") else "jsonl")
+            manifest = {}
     except (DistillscopeError, json.JSONDecodeError) as exc:
         raise AuditError(f"watermarked corpus {p} cannot be read: {exc}",
                          hint="one JSON object per line with 'prompt' and 'completion'") from None
