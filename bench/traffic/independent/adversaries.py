@@ -116,8 +116,8 @@ def router(world: World, rng: random.Random, cid: str, scale: float, user_mode: 
     world.campaigns[cid]["user_mode"] = user_mode
 
 
-def diverse_hydra(world: World, rng: random.Random, cid: str, scale: float) -> None:
-    n_acc = max(6, int(rng.randint(60, 150) * scale))
+def diverse_hydra(world: World, rng: random.Random, cid: str, scale: float, size: tuple[int, int] = (60, 150)) -> None:
+    n_acc = max(6, int(rng.randint(*size) * scale))
     concepts = list(vocab.CONCEPTS)
     rng.shuffle(concepts)
     slices = [concepts[i::n_acc] for i in range(n_acc)]
@@ -216,8 +216,9 @@ def _dataset_request(world: World, rng: random.Random, acct: Account, t: float, 
                    out="json", out_tokens=int(k * rng.uniform(110, 220)), concept=c)
 
 
-def synthetic_dataset(world: World, rng: random.Random, cid: str, scale: float, synced: bool = True) -> None:
-    n_acc = max(3, int(rng.randint(20, 60) * scale))
+def synthetic_dataset(world: World, rng: random.Random, cid: str, scale: float, synced: bool = True,
+                      size: tuple[int, int] = (20, 60)) -> None:
+    n_acc = max(3, int(rng.randint(*size) * scale))
     prefix = world.space.block24()
     camp_style = world.style(rng, 0.3)
     cron = [d * DAY + rng.uniform(0, 23) * 3600 for d in range(world.days) for _ in range(rng.randint(1, 2))]
@@ -306,11 +307,13 @@ PLAN: tuple[tuple[str, Any, dict[str, Any]], ...] = (
     ("router", router, {"user_mode": "stable"}), ("router", router, {"user_mode": "rotating"}),
     ("router", router, {"user_mode": "none"}),
     ("diverse_hydra", diverse_hydra, {}), ("diverse_hydra", diverse_hydra, {}),
+    ("diverse_hydra", diverse_hydra, {"size": (60, 70)}),
     ("logprob_harvest", logprob_harvest, {"n_acc": 1}), ("logprob_harvest", logprob_harvest, {"n_acc": 5}),
     ("logprob_harvest", logprob_harvest, {"n_acc": 12, "stealth": True}),
     ("cot_extraction", cot_extraction, {"infra": "single"}), ("cot_extraction", cot_extraction, {"infra": "vps"}),
     ("cot_extraction", cot_extraction, {"infra": "residential"}),
     ("synthetic_dataset", synthetic_dataset, {"synced": True}), ("synthetic_dataset", synthetic_dataset, {"synced": False}),
+    ("synthetic_dataset", synthetic_dataset, {"synced": False, "size": (20, 25)}),
     ("benign_mimic", benign_mimic, {"n_acc": 1}), ("benign_mimic", benign_mimic, {"n_acc": 3}),
     ("mixture", mixture, {}), ("mixture", mixture, {}),
 )

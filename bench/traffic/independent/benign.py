@@ -41,7 +41,9 @@ def _people_requests(world: World, rng: random.Random, acct: Account, times: lis
     for t in times:
         task = pick_task(rng, mix)
         values = personal_values(rng, likes)
-        reason = world.say("reason_light", rng, acct, values) if rng.random() < reason_rate else None
+        reason = None
+        if rng.random() < reason_rate:   # most ask lightly; some want every step (tutoring, checking homework)
+            reason = world.say("reason_full" if rng.random() < 0.3 else "reason_light", rng, acct, values)
         # a follow-up inside a conversation carries the previous turn
         hist = history if t - last_t < 600 and rng.random() < 0.35 else None
         req = person_request(world, rng, acct, t, task=task, values=values, habits=habits, system=system,
@@ -57,7 +59,7 @@ def _people_requests(world: World, rng: random.Random, acct: Account, times: lis
 def hobbyist(world: World, rng: random.Random) -> None:
     acct = _person_account(world, rng, "hobbyist")
     t0, t1 = active_window(rng, world.days)
-    n = heavy_count(rng, 4.5, 1.15, hi=600)
+    n = heavy_count(rng, 4.2, 1.15, hi=600)
     times = sessions(rng, n, t0, t1, acct.tz, "evening", mean_len=3, think_median_s=70)
     habits = person_habits(rng)
     system = rng.choice(PERSONAL_SYSTEMS) if rng.random() < 0.3 else None
@@ -134,7 +136,7 @@ def class_behind_nat(world: World, rng: random.Random, n_students: int) -> None:
         for t in times:
             values = topic_values(rng, domain=subject)
             values["task"] = rng.choice(assignment_tasks)
-            reason = world.say("reason_light", rng, acct, values) if rng.random() < 0.15 else None
+            reason = world.say(rng.choice(("reason_light", "reason_full")), rng, acct, values) if rng.random() < 0.15 else None
             world.emit(person_request(world, rng, acct, t, task=pick_task(rng, mix), values=values, habits=habits,
                                       reason=reason), rng)
 

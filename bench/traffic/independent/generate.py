@@ -136,6 +136,8 @@ def generate(out: Path, *, seed: int, days: int, benign_accounts: int, benign_on
     config = {"seed": seed, "days": days, "benign_accounts": benign_accounts, "benign_only": benign_only,
               "campaign_scale": campaign_scale, "start": START.isoformat(), "generator_version": VERSION}
     summary = summarise(accounts, rows, world)
+    dist_rows = Counter(world.campaigns[r["campaign"]]["strategy"] for r in row_labels if r["label"] == "distiller")
+    summary["distiller_rows_by_strategy"] = dict(sorted(dist_rows.items()))
     labels = {"config": config, "summary": summary, "accounts": accounts, "campaigns": world.campaigns,
               "end_users": world.end_users}
     (out / "labels.json").write_text(json.dumps(labels, indent=1, sort_keys=True, default=str))
