@@ -28,7 +28,7 @@ import random
 from typing import Any
 
 import vocab
-from asks import interests, person_request, task_mix
+from asks import person_request
 from benign import reseller
 from network import APP_UA, PERSONAL_UA, fixed_network, personal_network, pick_family, user_agent
 from timing import DAY, active_window, bursts, pick_tz, sample_times, sessions
