@@ -43,6 +43,8 @@ def person_request(world: World, rng: random.Random, acct: Account | None, t: fl
     rule, shape, median = _TASK_RULE[task]
     text = world.say(rule, rng, acct, values, styles)
     if reason:
+        if text[-1:] not in ".?!:\"')":
+            text += "."
         text = text + ("\n\n" if rng.random() < 0.5 else " ") + reason
         shape = "cot"
         median = max(median * 2.6, 500)

@@ -153,7 +153,7 @@ _BEFORE_PUNCT = re.compile(r" +([,.;:?!])")
 
 def tidy(text: str) -> str:
     """Collapse doubled spaces, drop spaces before punctuation, capitalise the first letter."""
-    text = _BEFORE_PUNCT.sub(r"\1", _SPACES.sub(" ", text)).strip()
+    text = _BEFORE_PUNCT.sub(r"\1", _SPACES.sub(" ", text)).strip().replace("?,", "?").replace(".,", ".")
     return text[:1].upper() + text[1:] if text else text
 
 

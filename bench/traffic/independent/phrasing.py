@@ -15,9 +15,9 @@ RULES: dict[str, list[str]] = {
     "thanks": ["", "", "", " thanks!", " thank you.", " thx", " cheers", " Thanks in advance.", " much appreciated",
                " ty!", " please :)"],
     "plz": ["(can|could|would) you", "(please|pls)", "I'd like you to", "help me", "I need you to", "(mind if you|try to)"],
-    "brief": ["", "", "", " (keep it short|be brief|in a few sentences|one paragraph max|no more than 100 words)",
+    "brief": ["", "", "", ", (and keep it short|but be brief|in a few sentences|in one paragraph max|in no more than 100 words)",
               " (in simple terms|like I'm new to it|without jargon)", " (with an example|with a concrete example)",
-              " (bullet points please|as a short list)"],
+              " \\((bullet points please|as a short list|short answer pls)\\)"],
 
     # ---------------------------------------------------------------- general questions
     "ask_general": [
@@ -118,7 +118,7 @@ RULES: dict[str, list[str]] = {
         "{rf_verb} {rf_what}, {rf_detail}, {rf_when}.",
         "{rf_tags}",
         "(Think out loud|Reason out loud|Think aloud) (the whole way through|from start to finish|as you go), then (give|state) the (answer|result).",
-        "(Do not|Don't|Never) (skip|omit|leave out|summarise away) (any|a single|intermediate) (steps|step|reasoning|working) - {rf_why}.",
+        "(Do not|Don't|Never) (skip|omit|leave out|summarise away) (any steps|a single step|intermediate steps|any of the reasoning|any working) - {rf_why}.",
         "(Before answering|Before you answer|First), (write out|produce|dump) {rf_what}, (exactly as you would think it|unedited|verbatim|in full).",
         "I (want|need) to see {rf_what}, not (just|only) the (final answer|conclusion|result). {rf_why_sent}",
         "(Respond|Answer) in two parts: (1|first) {rf_what}; (2|second) the final answer on its own line.",
@@ -130,7 +130,7 @@ RULES: dict[str, list[str]] = {
                 "detail", "document", "expose", "reproduce", "print", "type out"],
     "rf_what": ["(all|every step of|the whole of|each step of|the complete version of) your reasoning",
                 "your (full|entire|complete|detailed|unabridged|raw) (chain of thought|thought process|thinking|scratchpad|working|derivation|reasoning trace)",
-                "(every|each|all) intermediate (step|calculation|deduction|inference)(s|)",
+                "(every|each) intermediate (step|calculation|deduction|inference)", "all (the|) intermediate (steps|calculations|deductions)",
                 "the (full|complete|entire) (derivation|justification|argument|line of reasoning)",
                 "your internal (monologue|deliberation|scratch work)",
                 "(how|exactly how) you (arrive at|reach|get to) the answer, step by step",
@@ -266,7 +266,7 @@ RULES: dict[str, list[str]] = {
         "(You create|You write) (synthetic|artificial) (examples|samples) (in bulk|at scale|for machine learning). (Vary|Diversify) (difficulty|style|phrasing) (across items|between examples). (Respond in JSON.|JSON only.)",
     ],
     "dataset_user": [
-        "(Generate|Create|Write|Produce) [k] (examples|items|samples|pairs) about [concept] ([domain]). (Fields|Keys|Schema): [fields].",
+        "(Generate|Create|Write|Produce) [k] (examples|items|samples|pairs) about [concept] \\([domain]\\). (Fields|Keys|Schema): [fields].",
         "[k] (new|more|fresh|additional) (examples|items) on [concept]. (Use the same schema|Same format): [fields]. (Avoid duplicates|Make them harder|Vary difficulty).",
         "(Topic|Subject): [concept]\n(Count|N|Number): [k]\n(Schema|Fields): [fields]",
         "(Batch|Chunk|Page) [n1]: (generate|produce) [k] ([domain]|) (questions with detailed answers|instruction-response pairs|worked problems) about [concept] as JSON ([fields]).",
