@@ -56,8 +56,10 @@ class AuditConfig:
     weak_alpha (float, 0.05): a radioactivity p-value at or below this but above alpha is "suggestive":
         the verdict is "inconclusive" and says how much more evidence a follow-up needs.
     top_k (int, 1): suspect predictions scored per position in reading mode.
-    cross_continuation (int, 4): cross-tokenizer reading mode: suspect tokens generated per prediction
-        (the first of them top-k, the rest greedy) before re-encoding with our tokenizer; 1 = cheapest.
+    cross_continuation (int, 0): cross-tokenizer reading mode: suspect tokens generated per prediction
+        (the first of them top-k, the rest greedy) before re-encoding with our tokenizer; 1 = cheapest;
+        0 = automatic: 1 when the suspect's vocabulary is at least as large as ours (its tokens are
+        usually as long as ours), else 4.
     max_prompts (int, 200): at most this many prompts are put to the models.
     max_new_tokens (int, 128), temperature (float, 0.7), seed (int, 0): how answers are sampled.
     samples (int, 1): answers drawn per prompt for the black-box test (seeds ``seed``, ``seed + 1``, …):
@@ -79,7 +81,7 @@ class AuditConfig:
     control_alpha: float = 0.01
     weak_alpha: float = 0.05
     top_k: int = 1
-    cross_continuation: int = 4
+    cross_continuation: int = 0
     max_prompts: int = 200
     max_new_tokens: int = 128
     temperature: float = 0.7
@@ -101,7 +103,8 @@ class AuditConfig:
             (0 < self.control_alpha < 1, f"control_alpha={self.control_alpha!r}", "use a number in (0, 1)"),
             (self.alpha < self.weak_alpha < 1, f"weak_alpha={self.weak_alpha!r}", "use a number in (alpha, 1)"),
             (1 <= self.top_k <= 20, f"top_k={self.top_k!r}", "use 1..20"),
-            (1 <= self.cross_continuation <= 32, f"cross_continuation={self.cross_continuation!r}", "use 1..32"),
+            (0 <= self.cross_continuation <= 32, f"cross_continuation={self.cross_continuation!r}",
+             "use 1..32, or 0 for automatic"),
             (self.max_prompts >= 1, f"max_prompts={self.max_prompts!r}", "use a whole number >= 1"),
             (self.max_new_tokens >= 1, f"max_new_tokens={self.max_new_tokens!r}", "use a whole number >= 1"),
             (1 <= self.samples <= 100, f"samples={self.samples!r}", "use 1..100 answers per prompt"),
@@ -140,14 +143,14 @@ def _gamma(scheme: Any) -> float | None:
     return float(g) if g is not None else None
 
 
-def _method(test: str, sh: _Shared, cross: bool = False) -> str:
+def _method(test: str, sh: _Shared, cross: int = 0) -> str:
     h = sh.scheme.context_width
     rules = (f"each window scored only at its first appearance in everything fed (prompts included), tuples "
              "deduplicated; exact binomial tail")
     if test == "open" and cross:
         return (f"cross-tokenizer reading mode: the suspect reads each prefix of our watermarked texts as text "
                 f"(its own tokenizer), its top-{sh.config.top_k} next tokens, continued greedily to "
-                f"{sh.config.cross_continuation} tokens, are re-encoded with ours and scored "
+                f"{cross} tokens, are re-encoded with ours and scored "
                 f"as (window of {h} + predicted token); " + rules)
     if test == "open":
         return (f"reading mode: our watermarked texts fed to the suspect, top-{sh.config.top_k} next-token "
@@ -160,13 +163,14 @@ def _method(test: str, sh: _Shared, cross: bool = False) -> str:
 
 
 def _radio_result(test: str, sh: _Shared, selection: radioactivity.TupleSelection, *, units: int,
-                  unit_name: str, cross: bool = False) -> TestResult:
+                  unit_name: str, cross: int = 0) -> TestResult:
     sc = radioactivity.score_pairs(sh.detector, selection.pairs)
     return TestResult(test, _method(test, sh, cross), "ok", sc.n_scored, sc.score,
                       "watermark score (green count for KGW)", sc.p_value,
                       "" if sc.n_scored else "no tuple survived the selection",
                       {"z": sc.z, "null": ACCUSATION_H0, "units": units, "unit_name": unit_name,
-                       "cross_tokenizer": cross, **selection.summary()}, sc.curve, sc.chunk_scores)
+                       "cross_tokenizer": bool(cross), "cross_continuation": cross, **selection.summary()},
+                      sc.curve, sc.chunk_scores)
 
 
 def _open_test(model: Suspect, sh: _Shared) -> TestResult:
@@ -177,11 +181,11 @@ def _open_test(model: Suspect, sh: _Shared) -> TestResult:
     if not same_tokenizer(model.tokenizer, sh.tokenizer):
         records = [(r.prompt, r.completion) for r in sh.corpus.records]
         cross = crossread.prepare_texts(records, sh.tokenizer, model.loaded)
+        steps = sh.config.cross_continuation or (1 if len(model.tokenizer) >= len(sh.tokenizer) else 4)
         preds = crossread.cross_tokenizer_predictions(cross, sh.tokenizer, model.loaded, sh.config.top_k,
-                                                      continuation=sh.config.cross_continuation,
-                                                      progress=sh.progress)
+                                                      continuation=steps, progress=sh.progress)
         selection = radioactivity.select_reading_pairs([c.ours for c in cross], preds, h)
-        return _radio_result("open", sh, selection, units=len(cross), unit_name="texts", cross=True)
+        return _radio_result("open", sh, selection, units=len(cross), unit_name="texts", cross=steps)
     from distillscope.teacher import Teacher
 
     teacher_view = Teacher(model.loaded)

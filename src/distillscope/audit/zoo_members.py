@@ -141,11 +141,11 @@ def default_recipes(*, quick: bool = False) -> list[MemberRecipe]:
                                     for f in ("llama", "gpt2", "gpt_neox")]):
         own = i % 3 != 0
         recipes.append(MemberRecipe(f"scratch-{fam}-{src}", "scratch", fam, src, "own" if own else "teacher",
-                                    hidden=96 if own else 64, layers=2, steps=200 if own else 80, seed=i))
+                                    hidden=96 if own else 64, layers=2, steps=200 if own else 60, seed=i))
     recipes += [MemberRecipe("reference-student-llama", "reference-student", "llama", "reference answers", "own",
                              hidden=96, layers=2, steps=200, seed=20),
                 MemberRecipe("reference-student-gpt2", "reference-student", "gpt2", "reference answers", "teacher",
-                             hidden=64, layers=2, steps=80, seed=21),
+                             hidden=64, layers=2, steps=60, seed=21),
                 MemberRecipe("reference", "reference", "", "", ""),
                 MemberRecipe("fine-tune-docstrings", "fine-tune", "", "docstrings", "", steps=12, seed=30),
                 MemberRecipe("fine-tune-manpages", "fine-tune", "", "manpages", "", steps=12, seed=31)]
@@ -222,7 +222,9 @@ def _scratch(recipe: MemberRecipe, texts: Sequence[str], out: Path, teacher_toke
         tokenizer.pad_token = tokenizer.eos_token
     config = _config(recipe.family, len(tokenizer), recipe.hidden, recipe.layers, tokenizer)
     model = AutoModelForCausalLM.from_config(config)
-    _train(model, tokenizer, _blocks(texts, tokenizer, recipe.steps * 8), recipe.steps, out, recipe.seed, lr=3e-3)
+    batch = 8 if len(tokenizer) <= 8192 else 2     # a 49k-entry output layer costs 25x a 2k one per token
+    _train(model, tokenizer, _blocks(texts, tokenizer, recipe.steps * batch), recipe.steps, out, recipe.seed, lr=3e-3,
+           batch=batch)
     _save(model, tokenizer, out)
 
 

@@ -30,8 +30,9 @@ def register(app: typer.Typer) -> None:
         weak_alpha: float = typer.Option(0.05, "--weak-alpha", help="A radioactivity p-value at or below this "
                                          "(but above --alpha) is 'inconclusive', with the evidence still needed."),
         top_k: int = typer.Option(1, "--top-k", help="Suspect predictions scored per position (reading mode)."),
-        cross_continuation: int = typer.Option(4, "--cross-continuation", help="Cross-tokenizer reading mode: "
-                                               "suspect tokens generated per prediction (1 = cheapest)."),
+        cross_continuation: int = typer.Option(0, "--cross-continuation", help="Cross-tokenizer reading mode: "
+                                               "suspect tokens generated per prediction (1 = cheapest; 0 = 1 when "
+                                               "its vocabulary is at least ours, else 4)."),
         max_prompts: int = typer.Option(200, "--max-prompts", help="Most prompts put to each model."),
         max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Longest answer per prompt."),
         temperature: float = typer.Option(0.7, "--temperature", help="Sampling temperature of the answers."),
