@@ -172,6 +172,8 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("/work/cache/auditbench/verdicts"))
     ap.add_argument("--out", type=Path, default=Path("bench/results/audit-verdicts.json"))
     ap.add_argument("--render", action="store_true")
+    ap.add_argument("--refresh-passive", action="store_true",
+                    help="recompute only the passive test of cached models whose passive test was skipped")
     args = ap.parse_args()
     grid = tuple(int(x) for x in args.n.split(","))
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -186,11 +188,31 @@ def main() -> None:
 
     torch.set_num_threads(1)
     settings = load_settings()
-    entries = json.loads(args.manifest.read_text())["suspects"]
+    entries = {e["name"]: e for e in json.loads(args.manifest.read_text())["suspects"]}
+    for meta in sorted(args.manifest.parent.glob("*/suspect.json")):      # models trained since the manifest
+        e = json.loads(meta.read_text())
+        entries.setdefault(e["name"], {**e, "path": str(meta.parent)})
+    entries = list(entries.values())
     only = {x for x in args.only.split(",") if x}
     sh, all_prompts = None, []
     for e in entries:
-        if only and e["name"] not in only or (args.cache / f"{e['name']}.json").exists():
+        cached = args.cache / f"{e['name']}.json"
+        if only and e["name"] not in only or not Path(e["path"], "config.json").is_file():
+            continue
+        if cached.exists():
+            res = json.loads(cached.read_text())
+            if not (args.refresh_passive and res["passive"]["status"] != "ok"):
+                continue
+            from distillscope.audit import auditor, open_suspect
+
+            if sh is None:
+                sh = _shared(args.corpus, settings, max(grid), args.reading_texts, args.zoo, NULL_PROGRESS)
+            model = open_suspect(f"local:{e['path']}", settings=settings)
+            passive = asdict(auditor._passive_tests({"suspect": model}, sh)["suspect"])
+            passive.pop("curve", None)
+            passive.pop("chunk_scores", None)
+            cached.write_text(json.dumps({**res, "passive": passive}, default=str))
+            print(f"{e['name']}: zoo p={passive['p_value']:.3g}", flush=True)
             continue
         n_grid = grid if e["label"] == "innocent" else tuple(n for n in grid if n <= args.max_n_positive)
         if sh is None:
