@@ -41,6 +41,7 @@ _KEY_ID_RE = re.compile(r"^[0-9a-f]{12}$")
 _DUMMY_SALT = bytes(16)
 _SECRET_ALPHABET = string.ascii_letters + string.digits
 _SECRET_LEN = 43  # 43 base-62 characters ≈ 256 bits
+MAX_LIMIT = 2**31 - 1  # limits are INTEGER columns (32-bit on PostgreSQL)
 
 
 class KeyState(str, Enum):
@@ -85,11 +86,13 @@ class Limits:
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm", "max_concurrent"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or not 1 <= value <= MAX_LIMIT):
                 raise ConfigError(f"limit {name}={value!r} is invalid",
-                                  hint="use a positive integer, or leave it unset for no limit",
+                                  hint=f"use a whole number from 1 to {MAX_LIMIT}, or leave it unset for no limit",
                                   code="invalid_limits")
-        if not 0 < self.throttle_factor <= 1:
+        factor = self.throttle_factor
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
             raise ConfigError(f"throttle_factor={self.throttle_factor!r} is invalid",
                               hint="use a number in (0, 1], e.g. 0.1", code="invalid_limits")
 

@@ -11,31 +11,44 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import logging
+import threading
+import time
+from collections import deque
 from datetime import datetime
 from enum import Enum
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictFloat, StrictInt
 
-from distillscope.errors import AuthError, ConfigError, DistillscopeError
-from distillscope.gateway.accounts import AccountInfo, AccountStore, KeyInfo, KeyState, Limits
-from distillscope.gateway.errors_http import error_body
+from distillscope.errors import AuthError, ConfigError, DistillscopeError, RateLimitError
+from distillscope.gateway.accounts import MAX_LIMIT, AccountInfo, AccountStore, KeyInfo, KeyState, Limits
+from distillscope.gateway.errors_http import _param, error_body
 from distillscope.gateway.requestlog import RequestLog
+from distillscope.gateway.textcheck import find_surrogate_field, surrogate_message
 
 log = logging.getLogger(__name__)
 
 ADMIN_ACTOR = "admin-api"
 _STATUS_BY_CODE = {"admin_disabled": 403, "account_exists": 409, "account_revoked": 409, "key_revoked": 409}
+# Failed admin-token attempts tolerated per client address and window before it is refused (429).
+ADMIN_MAX_FAILURES = 10
+ADMIN_FAILURE_WINDOW_S = 60.0
+
+admin_bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken",
+                          description="The gateway's admin token (DISTILLSCOPE_ADMIN_TOKEN).")
 
 
 def _status_for(exc: DistillscopeError) -> int:
     code = exc.code or ""
     if code in _STATUS_BY_CODE:
         return _STATUS_BY_CODE[code]
+    if isinstance(exc, RateLimitError):
+        return 429
     if isinstance(exc, AuthError):
         return 401
     if code.endswith("_not_found"):
@@ -53,26 +66,39 @@ class _AdminRoute(APIRoute):
 
         async def route(request: Request) -> Response:
             try:
+                if request.method in ("POST", "PUT", "PATCH"):
+                    bad = find_surrogate_field(await request.body())
+                    if bad is not None:
+                        return JSONResponse(error_body(surrogate_message(bad), status=400, code="invalid_request",
+                                                       param=bad or None), status_code=400)
                 return await handler(request)
             except DistillscopeError as exc:
                 status = _status_for(exc)
                 headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+                if isinstance(exc, RateLimitError):
+                    headers = exc.headers
                 return JSONResponse(error_body(str(exc), status=status, code=exc.code), status_code=status,
                                     headers=headers)
             except RequestValidationError as exc:
                 first = exc.errors()[0] if exc.errors() else {}
-                param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+                param = _param(tuple(first.get("loc", ())))
                 return JSONResponse(error_body(f"invalid request: {param or 'body'}: {first.get('msg', 'invalid')}",
                                                status=400, code="invalid_request", param=param), status_code=400)
         return route
 
 
 class LimitsBody(BaseModel):
+    """Limits as JSON integers (``true`` or ``1.5`` are refused), each in [1, 2^31 - 1]."""
+
     model_config = ConfigDict(extra="forbid")
-    rpm: Optional[int] = Field(default=None, ge=1, description="Requests per minute (null: unlimited).")
-    tpm: Optional[int] = Field(default=None, ge=1, description="Tokens per minute (null: unlimited).")
-    max_concurrent: Optional[int] = Field(default=None, ge=1, description="Concurrent requests (null: unlimited).")
-    throttle_factor: Optional[float] = Field(default=None, gt=0, le=1, description="Multiplier when throttled.")
+    rpm: Optional[StrictInt] = Field(default=None, ge=1, le=MAX_LIMIT,
+                                     description="Requests per minute (null: unlimited).")
+    tpm: Optional[StrictInt] = Field(default=None, ge=1, le=MAX_LIMIT,
+                                     description="Tokens per minute (null: unlimited).")
+    max_concurrent: Optional[StrictInt] = Field(default=None, ge=1, le=MAX_LIMIT,
+                                                description="Concurrent requests (null: unlimited).")
+    throttle_factor: Optional[Union[StrictInt, StrictFloat]] = Field(default=None, gt=0, le=1,
+                                                                     description="Multiplier when throttled.")
 
     def merged(self, base: Limits) -> Limits:
         """``base`` with the fields this body sets (an explicit null lifts that limit)."""
@@ -118,27 +144,85 @@ def _account_out(info: AccountInfo) -> dict[str, Any]:
     return out
 
 
-def _admin_guard(admin_token: SecretStr | None) -> Callable[[Request], None]:
-    expected = admin_token.get_secret_value().encode() if admin_token is not None else None
+class AdminGuard:
+    """Checks the admin token; throttles and logs guessing.
 
-    def require_admin(request: Request) -> None:
-        if not expected:
+    Every refused token is logged with the client address. An address with
+    ``max_failures`` refusals inside ``window_s`` seconds gets 429 (``admin_auth_throttled``)
+    for every admin request, right token or not, until its oldest failure leaves the window.
+    Counts are per gateway process (with N workers a guesser gets at most N × ``max_failures``).
+    """
+
+    def __init__(self, admin_token: SecretStr | None, *, max_failures: int = ADMIN_MAX_FAILURES,
+                 window_s: float = ADMIN_FAILURE_WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.expected = admin_token.get_secret_value().encode() if admin_token is not None else None
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        failures = self._failures.get(client)
+        if failures is None:
+            return deque()
+        while failures and failures[0] <= now - self.window_s:
+            failures.popleft()
+        if not failures:
+            del self._failures[client]
+        return failures
+
+    def _refuse(self, client: str, exc: AuthError) -> AuthError:
+        now = self._clock()
+        with self._lock:
+            failures = self._recent(client, now)
+            failures.append(now)
+            self._failures[client] = failures
+            if len(self._failures) > 10_000:  # bound the memory a spray of addresses can take
+                for stale in [c for c, f in self._failures.items() if not f or f[-1] <= now - self.window_s]:
+                    del self._failures[stale]
+            n = len(failures)
+        log.warning("admin API: %s from %s (%d failed attempt(s) in the last %.0fs)", exc.code, client, n,
+                    self.window_s)
+        return exc
+
+    def _throttled(self, client: str) -> RateLimitError | None:
+        now = self._clock()
+        with self._lock:
+            failures = self._recent(client, now)
+            if len(failures) < self.max_failures:
+                return None
+            wait = failures[0] + self.window_s - now
+        log.warning("admin API: refusing %s, %d failed admin-token attempts in %.0fs", client, len(failures),
+                    self.window_s)
+        retry = str(max(1, int(wait + 0.999)))
+        return RateLimitError(f"too many invalid admin tokens from {client}", retry_after=wait,
+                              headers={"retry-after": retry}, hint=f"retry after {retry}s",
+                              code="admin_auth_throttled")
+
+    def __call__(self, request: Request,
+                 _credentials: HTTPAuthorizationCredentials | None = Security(admin_bearer)) -> None:
+        if not self.expected:
             raise AuthError("the admin API is disabled because no admin token is configured",
                             hint="set DISTILLSCOPE_ADMIN_TOKEN (or admin_token in the config file) and restart",
                             code="admin_disabled")
+        client = request.client.host if request.client else "unknown"
+        throttled = self._throttled(client)
+        if throttled is not None:
+            raise throttled
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise AuthError("the admin API needs 'Authorization: Bearer <admin token>'", code="missing_admin_token")
-        if not hmac.compare_digest(token.strip().encode(), expected):
-            raise AuthError("the admin token is invalid", hint="check DISTILLSCOPE_ADMIN_TOKEN",
-                            code="invalid_admin_token")
-    return require_admin
+            raise self._refuse(client, AuthError("the admin API needs 'Authorization: Bearer <admin token>'",
+                                                 code="missing_admin_token"))
+        if not hmac.compare_digest(token.strip().encode(), self.expected):
+            raise self._refuse(client, AuthError("the admin token is invalid", hint="check DISTILLSCOPE_ADMIN_TOKEN",
+                                                 code="invalid_admin_token"))
 
 
 def admin_router(store: AccountStore, request_log: RequestLog, admin_token: SecretStr | None) -> APIRouter:
     """The ``/admin/v1`` router over ``store`` and ``request_log``."""
     router = APIRouter(prefix="/admin/v1", tags=["admin"], route_class=_AdminRoute,
-                       dependencies=[Depends(_admin_guard(admin_token))])
+                       dependencies=[Depends(AdminGuard(admin_token))])
 
     @router.post("/accounts", status_code=201)
     def create_account(body: CreateAccountBody) -> dict[str, Any]:

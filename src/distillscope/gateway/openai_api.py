@@ -22,10 +22,12 @@ from starlette.concurrency import run_in_threadpool
 from distillscope.errors import AuthError, DistillscopeError, GatewayError
 from distillscope.gateway import recording
 from distillscope.gateway.accounts import parse_api_key
+from distillscope.gateway.errors_http import InvalidRequestError
 from distillscope.gateway.generation import Call, Reply
 from distillscope.gateway.responses import sse
 from distillscope.gateway.schemas import ChatCompletionRequest, CompletionRequest
 from distillscope.gateway.state import GatewayState, get_state
+from distillscope.gateway.textcheck import find_surrogate_field, surrogate_message
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +107,12 @@ def _check(state: GatewayState, body: Any, endpoint: str) -> int:
 
 
 def _check_local_only(body: Any) -> None:
+    for i, message in enumerate(getattr(body, "messages", None) or ()):
+        if message.role == "tool":  # OpenAI accepts one only as the answer to an assistant's tool call
+            raise InvalidRequestError(
+                f"messages.{i} has role 'tool', but the local teacher does not call tools, so no tool call "
+                "can be answered", param=f"messages.{i}.role",
+                hint="send the tool's result as a user message, or use system, developer, user and assistant")
     unsupported = None
     if body.logit_bias:
         unsupported = "logit_bias"
@@ -121,6 +129,9 @@ async def _serve(request: Request, endpoint: str, body: Any) -> Any:
     state = get_state(request)
     ctx = recording.context(request)
     ctx.body = body
+    bad_field = find_surrogate_field(await request.body())
+    if bad_field is not None:
+        raise InvalidRequestError(surrogate_message(bad_field), param=bad_field or None)
     max_tokens = _check(state, body, endpoint)
     n_prompts = len(body.prompts()) if endpoint == "completions" else 1
     est_tokens = body.prompt_chars() // 4 + max_tokens * body.n * n_prompts

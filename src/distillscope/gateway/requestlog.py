@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from distillscope.errors import ConfigError, GatewayError
 from distillscope.gateway.db import as_utc, utcnow
 from distillscope.gateway.tables import request_log as t_log
+from distillscope.gateway.textcheck import has_surrogate, replace_surrogates
 from distillscope.progress import Progress, ProgressTask, ensure_progress
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,8 @@ def _clean(name: str, value: Any) -> Any:
     if not isinstance(value, str):
         return value
     value = value.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
+    if has_surrogate(value):  # nor can any UTF-8 column hold a lone surrogate
+        value = replace_surrogates(value)
     limit = _MAX_LEN.get(name)
     return value[:limit] if limit else value
 
