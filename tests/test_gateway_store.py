@@ -309,8 +309,8 @@ def test_export_is_atomic_and_validates_format(sqlite_engine, tmp_path):
     rl.write(_record(0))
     out = tmp_path / "log.parquet"
     out.write_text("previous export")
-    with pytest.raises(ConfigError, match="csv"):
-        rl.export(out, format="csv")
+    with pytest.raises(ConfigError, match="xml"):
+        rl.export(out, format="xml")
     with pytest.raises(ConfigError, match="timezone"):
         rl.export(out, since=datetime(2026, 1, 1))
     assert out.read_text() == "previous export" and not list(tmp_path.glob(".*tmp"))

@@ -235,18 +235,35 @@ def audit(ctx: typer.Context,
         _print_audit(store.audit_log(target=target, limit=limit))
 
 
+def export_format(out: Path, fmt: str | None) -> str:
+    """The export format: ``--format`` or the file's suffix; a suffix naming another format is an error."""
+    from distillscope.gateway.requestlog import EXPORT_FORMATS, EXPORT_SUFFIXES
+
+    by_suffix = EXPORT_SUFFIXES.get(out.suffix.lower())
+    if fmt is not None and fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"--format {fmt!r} is not supported", hint=f"use one of {', '.join(EXPORT_FORMATS)}")
+    if fmt is None and by_suffix is None:
+        raise ConfigError(f"cannot tell the export format from the file name {out.name!r}",
+                          hint="use a .parquet, .jsonl or .csv suffix, or pass --format")
+    if fmt is not None and by_suffix is not None and fmt != by_suffix:
+        raise ConfigError(f"{out.name} has the suffix of {by_suffix} but --format {fmt} was asked",
+                          hint=f"name the file *.{fmt}, or drop --format")
+    return fmt or by_suffix
+
+
 @logs_app.command("export")
-def export(ctx: typer.Context, out: Path = typer.Argument(..., help="Output file (.parquet or .jsonl)."),
+def export(ctx: typer.Context, out: Path = typer.Argument(..., help="Output file (.parquet, .jsonl or .csv)."),
            since: Optional[str] = typer.Option(None, "--since", help="Start: ISO date/time or '7d' ago."),
            until: Optional[str] = typer.Option(None, "--until", help="End (exclusive): ISO date/time or '1d' ago."),
-           fmt: Optional[str] = typer.Option(None, "--format", help="parquet or jsonl (default: from the suffix)."),
+           fmt: Optional[str] = typer.Option(None, "--format", help="parquet, jsonl or csv (default: from the "
+                                                                    "suffix)."),
            account: Optional[str] = typer.Option(None, "--account",
                                                  help="Only this account (id or name), e.g. the corpus of an audit.")
            ) -> None:
     """Export the request log for analytics (streamed, written atomically)."""
     from distillscope.gateway.requestlog import RequestLog
 
-    fmt = fmt or ("jsonl" if out.suffix.lower() in (".jsonl", ".json") else "parquet")
+    fmt = export_format(out, fmt)
     start, end = parse_time(since, option="--since"), parse_time(until, option="--until")
     with _open(ctx) as (engine, store):
         account_id = store.get_account(account).account_id if account else None

@@ -30,7 +30,9 @@ from distillscope.progress import Progress, ProgressTask, ensure_progress
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMATS = ("parquet", "jsonl")
+EXPORT_FORMATS = ("parquet", "jsonl", "csv")
+# The export format a file suffix names (``logs export x.csv`` writes CSV).
+EXPORT_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}
 EXPORT_CHUNK_ROWS = 5_000
 RETENTION_BATCH_ROWS = 5_000
 
@@ -193,7 +195,7 @@ class RequestLog:
                 for r in rows]
 
     def export(self, path: str | Path, *, since: datetime | None = None, until: datetime | None = None,
-               format: Literal["parquet", "jsonl"] = "parquet", progress: Progress | None = None,
+               format: Literal["parquet", "jsonl", "csv"] = "parquet", progress: Progress | None = None,
                account_id: str | None = None) -> int:
         """Write rows in ``[since, until)`` (of one account if ``account_id``) to ``path``, streamed in
         chunks; returns the row count.
@@ -202,7 +204,7 @@ class RequestLog:
         ``progress`` advances by the rows written.
         """
         if format not in EXPORT_FORMATS:
-            raise ConfigError(f"export format {format!r} is not supported", hint="use parquet or jsonl",
+            raise ConfigError(f"export format {format!r} is not supported", hint="use parquet, jsonl or csv",
                               code="invalid_format")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,7 +212,7 @@ class RequestLog:
         os.close(fd)
         tmp = Path(tmp_name)
         try:
-            writer = _write_parquet if format == "parquet" else _write_jsonl
+            writer = {"parquet": _write_parquet, "jsonl": _write_jsonl, "csv": _write_csv}[format]
             with ensure_progress(progress).task(f"exporting to {path.name}",
                                                 total=self.count(since=since, until=until,
                                                                  account_id=account_id)) as task:
@@ -306,4 +308,16 @@ def _write_jsonl(path: Path, chunks: Iterator[list[dict[str, Any]]]) -> int:
             n += len(rows)
         fh.flush()
         os.fsync(fh.fileno())
+    return n
+
+
+def _write_csv(path: Path, chunks: Iterator[list[dict[str, Any]]]) -> int:
+    """CSV with a header row; nulls are empty fields, ``ts`` is ISO 8601 UTC."""
+    import pyarrow.csv as pacsv
+
+    n = 0
+    with pacsv.CSVWriter(str(path), EXPORT_SCHEMA) as writer:
+        for rows in chunks:
+            writer.write_table(pa.Table.from_pylist(rows, schema=EXPORT_SCHEMA))
+            n += len(rows)
     return n
