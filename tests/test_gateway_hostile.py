@@ -149,11 +149,11 @@ def test_admin_token_guessing_is_logged_and_throttled(gw, caplog):
         codes = [client.get("/admin/v1/accounts", headers={"Authorization": f"Bearer guess-{i}"}).status_code
                  for i in range(ADMIN_MAX_FAILURES + 2)]
     assert codes[:ADMIN_MAX_FAILURES] == [401] * ADMIN_MAX_FAILURES
-    assert codes[ADMIN_MAX_FAILURES:] == [429, 429]
+    assert codes[ADMIN_MAX_FAILURES:] == [403, 403]
     assert "invalid_admin_token from testclient" in caplog.text
-    throttled = client.get("/admin/v1/accounts", headers={"Authorization": f"Bearer {ADMIN}"})
-    err = _error(throttled, 429, "admin_auth_throttled")  # even the right token, until the window passes
-    assert int(throttled.headers["retry-after"]) >= 1 and "too many" in err["message"]
+    blocked = client.get("/admin/v1/accounts", headers={"Authorization": f"Bearer {ADMIN}"})
+    err = _error(blocked, 403, "admin_auth_blocked")  # even the right token, until the window passes
+    assert int(blocked.headers["retry-after"]) >= 1 and "too many" in err["message"]
     assert ADMIN not in caplog.text
 
 
@@ -161,8 +161,8 @@ def test_admin_guard_forgets_failures_after_the_window():
     from pydantic import SecretStr
     from starlette.requests import Request
 
-    from distillscope.errors import AuthError, RateLimitError
-    from distillscope.gateway.admin import AdminGuard
+    from distillscope.gateway.admin import AdminBlocked, AdminGuard
+    from distillscope.errors import AuthError
 
     now = [0.0]
     guard = AdminGuard(SecretStr("right-token"), max_failures=2, window_s=10, clock=lambda: now[0])
@@ -175,7 +175,18 @@ def test_admin_guard_forgets_failures_after_the_window():
     for _ in range(2):
         with pytest.raises(AuthError):
             call("wrong")
-    with pytest.raises(RateLimitError):
+    with pytest.raises(AdminBlocked):
         call("right-token")
     now[0] = 10.5
     call("right-token")  # the window has passed
+
+
+def test_serve_without_a_watermark_key_is_one_line(tmp_path, monkeypatch, capsys):
+    from distillscope.cli import main
+
+    monkeypatch.setenv("DISTILLSCOPE_HOME", str(tmp_path))
+    assert main(["serve", "--teacher", "tiny", "--port", "1"]) == 2
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "Traceback" not in text and "key" in text
+    assert len([line for line in text.splitlines() if line.strip()]) == 1, text

@@ -77,6 +77,10 @@ def register(app: typer.Typer) -> None:
                                    batching=BatchingConfig(max_batch=max_batch, window_ms=batch_window_ms))
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+        if not settings.upstream_url:  # fail here in one line, not in uvicorn's lifespan with a traceback
+            from distillscope.watermark import scheme_from_settings
+
+            scheme_from_settings(settings)
         console.print(f"[bold]distillscope gateway[/] on http://{settings.host}:{settings.port} — "
                       f"{_describe(settings)}; {workers} worker(s)")
         if settings.upstream_url:

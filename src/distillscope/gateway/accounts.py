@@ -36,7 +36,11 @@ from distillscope.gateway.tables import enforcement_audit as t_audit
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "ds"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+ACCOUNT_NAME_PATTERN = r"^(?!acct_)[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+_NAME_RE = re.compile(ACCOUNT_NAME_PATTERN)
+# A reason needs one character that is not white space, in Python's and in JSON Schema's sense alike.
+REASON_PATTERN = "[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+_REASON_RE = re.compile(REASON_PATTERN)
 _KEY_ID_RE = re.compile(r"^[0-9a-f]{12}$")
 _DUMMY_SALT = bytes(16)
 _SECRET_ALPHABET = string.ascii_letters + string.digits
@@ -379,7 +383,7 @@ def _transition_allowed(old: KeyState, new: KeyState, only_escalate: bool, what:
     return True
 
 def _require_reason(reason: str) -> None:
-    if not isinstance(reason, str) or not reason.strip():
+    if not isinstance(reason, str) or not _REASON_RE.search(reason):
         raise ConfigError("a reason is required for every enforcement change",
                           hint="pass a short reason, e.g. --reason 'distillation campaign'", code="missing_reason")
 

@@ -11,31 +11,37 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import logging
+import math
+import re
 import threading
 import time
 from collections import deque
 from datetime import datetime
 from enum import Enum
-from typing import Any, Callable, Optional, Union
+from typing import Annotated, Any, Callable, Optional
 
 from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictFloat, StrictInt
+from annotated_types import Gt, Le
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, Strict, StrictBool, StrictStr
 
-from distillscope.errors import AuthError, ConfigError, DistillscopeError, RateLimitError
-from distillscope.gateway.accounts import MAX_LIMIT, AccountInfo, AccountStore, KeyInfo, KeyState, Limits
+from distillscope.errors import AuthError, ConfigError, DistillscopeError
+from distillscope.gateway.accounts import (ACCOUNT_NAME_PATTERN, MAX_LIMIT, REASON_PATTERN, AccountInfo, AccountStore,
+                                           KeyInfo, KeyState, Limits)
 from distillscope.gateway.errors_http import _param, error_body
 from distillscope.gateway.requestlog import RequestLog
+from distillscope.gateway.schemas import json_int
 from distillscope.gateway.textcheck import find_surrogate_field, surrogate_message
 
 log = logging.getLogger(__name__)
 
 ADMIN_ACTOR = "admin-api"
-_STATUS_BY_CODE = {"admin_disabled": 403, "account_exists": 409, "account_revoked": 409, "key_revoked": 409}
-# Failed admin-token attempts tolerated per client address and window before it is refused (429).
+_STATUS_BY_CODE = {"admin_disabled": 403, "admin_auth_blocked": 403, "account_exists": 409, "account_revoked": 409,
+                   "key_revoked": 409}
+# Failed admin-token attempts tolerated per client address and window before it is blocked (403).
 ADMIN_MAX_FAILURES = 10
 ADMIN_FAILURE_WINDOW_S = 60.0
 
@@ -47,8 +53,6 @@ def _status_for(exc: DistillscopeError) -> int:
     code = exc.code or ""
     if code in _STATUS_BY_CODE:
         return _STATUS_BY_CODE[code]
-    if isinstance(exc, RateLimitError):
-        return 429
     if isinstance(exc, AuthError):
         return 401
     if code.endswith("_not_found"):
@@ -63,9 +67,16 @@ class _AdminRoute(APIRoute):
 
     def get_route_handler(self) -> Callable:
         handler = super().get_route_handler()
+        known_query = {p.alias for p in self.dependant.query_params}
 
         async def route(request: Request) -> Response:
             try:
+                unknown = sorted(set(request.query_params) - known_query)
+                if unknown:  # a misspelt filter must not silently widen a query
+                    return JSONResponse(error_body(
+                        f"unknown query parameter {unknown[0]!r}; this route takes "
+                        f"{', '.join(sorted(known_query)) or 'none'}", status=400, code="invalid_request",
+                        param=unknown[0]), status_code=400)
                 if request.method in ("POST", "PUT", "PATCH"):
                     bad = find_surrogate_field(await request.body())
                     if bad is not None:
@@ -75,8 +86,8 @@ class _AdminRoute(APIRoute):
             except DistillscopeError as exc:
                 status = _status_for(exc)
                 headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-                if isinstance(exc, RateLimitError):
-                    headers = exc.headers
+                if isinstance(exc, AdminBlocked):
+                    headers = {"retry-after": str(max(1, math.ceil(exc.retry_after)))}
                 return JSONResponse(error_body(str(exc), status=status, code=exc.code), status_code=status,
                                     headers=headers)
             except RequestValidationError as exc:
@@ -91,14 +102,14 @@ class LimitsBody(BaseModel):
     """Limits as JSON integers (``true`` or ``1.5`` are refused), each in [1, 2^31 - 1]."""
 
     model_config = ConfigDict(extra="forbid")
-    rpm: Optional[StrictInt] = Field(default=None, ge=1, le=MAX_LIMIT,
-                                     description="Requests per minute (null: unlimited).")
-    tpm: Optional[StrictInt] = Field(default=None, ge=1, le=MAX_LIMIT,
-                                     description="Tokens per minute (null: unlimited).")
-    max_concurrent: Optional[StrictInt] = Field(default=None, ge=1, le=MAX_LIMIT,
-                                                description="Concurrent requests (null: unlimited).")
-    throttle_factor: Optional[Union[StrictInt, StrictFloat]] = Field(default=None, gt=0, le=1,
-                                                                     description="Multiplier when throttled.")
+    rpm: Optional[json_int(ge=1, le=MAX_LIMIT)] = Field(default=None,
+                                                        description="Requests per minute (null: unlimited).")
+    tpm: Optional[json_int(ge=1, le=MAX_LIMIT)] = Field(default=None,
+                                                        description="Tokens per minute (null: unlimited).")
+    max_concurrent: Optional[json_int(ge=1, le=MAX_LIMIT)] = Field(
+        default=None, description="Concurrent requests (null: unlimited).")
+    throttle_factor: Optional[Annotated[float, Strict(), Gt(0), Le(1)]] = Field(
+        default=None, description="Multiplier when throttled, in (0, 1].")
 
     def merged(self, base: Limits) -> Limits:
         """``base`` with the fields this body sets (an explicit null lifts that limit)."""
@@ -107,17 +118,40 @@ class LimitsBody(BaseModel):
 
 
 class CreateAccountBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
+    name: StrictStr = Field(pattern=ACCOUNT_NAME_PATTERN,
+                            description="1-64 letters, digits, '_', '.', '@' or '-', not starting with 'acct_'.")
     limits: Optional[LimitsBody] = None
-    create_key: bool = Field(default=False, description="Also create a first API key.")
+    create_key: StrictBool = Field(default=False, description="Also create a first API key.")
 
 
 class StateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     state: KeyState
-    reason: str = Field(min_length=1)
+    reason: StrictStr = Field(min_length=1, pattern=REASON_PATTERN,
+                              description="Why (recorded in the audit log).")
     evidence: Optional[dict[str, Any]] = None
+
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+TIME_QUERY = Query(default=None, description="RFC 3339 date-time with a time zone, e.g. 2026-01-31T00:00:00Z.",
+                   json_schema_extra={"format": "date-time"})
+
+
+def parse_rfc3339(text: str | None, name: str) -> datetime | None:
+    """An RFC 3339 date-time with its zone (``2026-01-31T12:00:00Z``), or ConfigError naming ``name``."""
+    if text is None:
+        return None
+    value = None
+    if _RFC3339.match(text):
+        try:
+            value = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+        except ValueError:
+            value = None
+    if value is None:
+        raise ConfigError(f"{name}={text!r} is not an RFC 3339 date-time with a time zone",
+                          hint="e.g. 2026-01-31T00:00:00Z", code="invalid_time")
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -144,12 +178,21 @@ def _account_out(info: AccountInfo) -> dict[str, Any]:
     return out
 
 
+class AdminBlocked(AuthError):
+    """An address blocked after too many wrong admin tokens (403 ``admin_auth_blocked``, ``retry-after``)."""
+
+    def __init__(self, message: str, *, retry_after: float, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint, code="admin_auth_blocked")
+        self.retry_after = retry_after
+
+
 class AdminGuard:
     """Checks the admin token; throttles and logs guessing.
 
     Every refused token is logged with the client address. An address with
-    ``max_failures`` refusals inside ``window_s`` seconds gets 429 (``admin_auth_throttled``)
-    for every admin request, right token or not, until its oldest failure leaves the window.
+    ``max_failures`` refusals inside ``window_s`` seconds gets 403 (``admin_auth_blocked``, with
+    ``retry-after``) for every admin request, right token or not (so the answer tells nothing about
+    the token), until its oldest failure leaves the window. ``max_failures=0`` turns this off.
     Counts are per gateway process (with N workers a guesser gets at most N × ``max_failures``).
     """
 
@@ -186,7 +229,9 @@ class AdminGuard:
                     self.window_s)
         return exc
 
-    def _throttled(self, client: str) -> RateLimitError | None:
+    def _throttled(self, client: str) -> AdminBlocked | None:
+        if self.max_failures <= 0:
+            return None
         now = self._clock()
         with self._lock:
             failures = self._recent(client, now)
@@ -195,13 +240,10 @@ class AdminGuard:
             wait = failures[0] + self.window_s - now
         log.warning("admin API: refusing %s, %d failed admin-token attempts in %.0fs", client, len(failures),
                     self.window_s)
-        retry = str(max(1, int(wait + 0.999)))
-        return RateLimitError(f"too many invalid admin tokens from {client}", retry_after=wait,
-                              headers={"retry-after": retry}, hint=f"retry after {retry}s",
-                              code="admin_auth_throttled")
+        return AdminBlocked(f"admin access from {client} is blocked after too many invalid admin tokens",
+                            retry_after=wait, hint=f"retry after {max(1, math.ceil(wait))}s with the right token")
 
-    def __call__(self, request: Request,
-                 _credentials: HTTPAuthorizationCredentials | None = Security(admin_bearer)) -> None:
+    def __call__(self, request: Request, _credentials: Any = None) -> None:
         if not self.expected:
             raise AuthError("the admin API is disabled because no admin token is configured",
                             hint="set DISTILLSCOPE_ADMIN_TOKEN (or admin_token in the config file) and restart",
@@ -219,10 +261,20 @@ class AdminGuard:
                                                  code="invalid_admin_token"))
 
 
-def admin_router(store: AccountStore, request_log: RequestLog, admin_token: SecretStr | None) -> APIRouter:
-    """The ``/admin/v1`` router over ``store`` and ``request_log``."""
+def _admin_dependency(guard: AdminGuard) -> Callable[..., None]:
+    """The guard as a FastAPI dependency that declares the ``AdminToken`` bearer scheme in OpenAPI."""
+    def require_admin(request: Request,
+                      credentials: Optional[HTTPAuthorizationCredentials] = Security(admin_bearer)) -> None:
+        guard(request, credentials)
+    return require_admin
+
+
+def admin_router(store: AccountStore, request_log: RequestLog, admin_token: SecretStr | None, *,
+                 max_failures: int = ADMIN_MAX_FAILURES) -> APIRouter:
+    """The ``/admin/v1`` router over ``store`` and ``request_log`` (``max_failures``: see :class:`AdminGuard`)."""
+    guard = AdminGuard(admin_token, max_failures=max_failures)
     router = APIRouter(prefix="/admin/v1", tags=["admin"], route_class=_AdminRoute,
-                       dependencies=[Depends(AdminGuard(admin_token))])
+                       dependencies=[Depends(_admin_dependency(guard))])
 
     @router.post("/accounts", status_code=201)
     def create_account(body: CreateAccountBody) -> dict[str, Any]:
@@ -274,14 +326,11 @@ def admin_router(store: AccountStore, request_log: RequestLog, admin_token: Secr
         return {"object": "list", "data": _plain(store.audit_log(target=target, limit=limit))}
 
     @router.get("/usage")
-    def usage(since: Optional[datetime] = None, until: Optional[datetime] = None) -> dict[str, Any]:
-        for name, bound in (("since", since), ("until", until)):
-            if bound is not None and bound.tzinfo is None:
-                raise ConfigError(f"{name}={bound.isoformat()} has no timezone", hint="append Z or +00:00",
-                                  code="invalid_time")
+    def usage(since: Optional[str] = TIME_QUERY, until: Optional[str] = TIME_QUERY) -> dict[str, Any]:
+        start, end = parse_rfc3339(since, "since"), parse_rfc3339(until, "until")
         names = {a.account_id: a.name for a in store.list_accounts()}
         rows = [{**_plain(u), "account_name": names.get(u.account_id)}
-                for u in request_log.usage(since=since, until=until)]
+                for u in request_log.usage(since=start, until=end)]
         return {"object": "list", "data": rows}
 
     return router

@@ -8,7 +8,8 @@ suspended or revoked key or account        403     key_revoked, account_suspende
 unknown model or route                     404     model_not_found, not_found
 malformed JSON, missing / wrong fields     400     invalid_request (param = field path)
 max_tokens / n over the cap, logit_bias    400     max_tokens_too_large, too_many_choices, ...
-prompt / body over the size cap            413     prompt_too_long, request_too_large
+prompt over the size cap (as OpenAI)       400     prompt_too_long
+body over the size cap                     413     request_too_large
 per-key limit                              429     rate_limit_exceeded (+ x-ratelimit-*, retry-after)
 upstream down (proxy mode)                 502     upstream_unavailable
 request log / limiter database down        503     request_log_unavailable, ...
@@ -49,7 +50,7 @@ _STATUS_BY_CODE = {
     "missing_api_key": 401, "invalid_api_key": 401, "invalid_admin_token": 401, "missing_admin_token": 401,
     "admin_disabled": 403,
     "model_not_found": 404, "not_found": 404, "account_not_found": 404, "key_not_found": 404,
-    "prompt_too_long": 413, "request_too_large": 413,
+    "request_too_large": 413,
     "rate_limit_exceeded": 429,
     "upstream_unavailable": 502,
     "request_log_unavailable": 503, "rate_limiter_unavailable": 503, "database_unavailable": 503,

@@ -91,9 +91,12 @@ def _check(state: GatewayState, body: Any, endpoint: str) -> int:
                            hint=f"use one of: {', '.join(backend.info.model_ids)} (see /v1/models)",
                            code="model_not_found")
     requested = body.requested_max_tokens()
-    if requested is not None and requested > cfg.max_tokens_cap:
-        raise GatewayError(f"max_tokens={requested} is more than this gateway allows ({cfg.max_tokens_cap})",
-                           hint=f"ask for at most {cfg.max_tokens_cap} tokens", code="max_tokens_too_large")
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = getattr(body, name, None)
+        if value is not None and value > cfg.max_tokens_cap:
+            raise InvalidRequestError(f"{name}={value} is more than this gateway allows ({cfg.max_tokens_cap})",
+                                      hint=f"ask for at most {cfg.max_tokens_cap} tokens", param=name,
+                                      code="max_tokens_too_large")
     n_prompts = len(body.prompts()) if endpoint == "completions" else 1
     if body.n * n_prompts > cfg.max_choices:
         raise GatewayError(f"n={body.n} for {n_prompts} prompt(s) asks for more than {cfg.max_choices} choices",
@@ -118,11 +121,12 @@ def _check_local_only(body: Any) -> None:
         unsupported = "logit_bias"
     elif getattr(body, "suffix", None):
         unsupported = "suffix"
-    elif (getattr(body, "best_of", None) or body.n) > body.n:
+    elif (getattr(body, "best_of", None) or 1) > 1:
         unsupported = "best_of"
     if unsupported:
-        raise GatewayError(f"{unsupported} is not supported by the local teacher",
-                           hint=f"remove {unsupported} from the request", code="unsupported_parameter")
+        raise InvalidRequestError(f"{unsupported} is not supported by the local teacher",
+                                  hint=f"remove {unsupported} from the request", param=unsupported,
+                                  code="unsupported_parameter")
 
 
 async def _serve(request: Request, endpoint: str, body: Any) -> Any:
