@@ -44,7 +44,7 @@ def sqlite_engine(tmp_path):
 def test_migrations_from_blank_match_models_and_are_idempotent(engine):
     upgrade_database(engine)  # a second upgrade is a no-op
     with engine.connect() as conn:
-        assert conn.execute(sa.text("select version_num from alembic_version")).scalars().all() == ["0001"]
+        assert conn.execute(sa.text("select version_num from alembic_version")).scalars().all() == ["0002"]
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
         assert diff == []
         tables = set(sa.inspect(conn).get_table_names())
@@ -416,7 +416,7 @@ def test_workers_starting_together_migrate_once(kind, tmp_path, request):
         t.join()
     assert errors == []
     with engines[0].connect() as conn:
-        assert conn.execute(sa.text("select version_num from alembic_version")).scalars().all() == ["0001"]
+        assert conn.execute(sa.text("select version_num from alembic_version")).scalars().all() == ["0002"]
     for e in engines:
         e.dispose()
 

@@ -29,8 +29,9 @@ from annotated_types import Gt, Le
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, Strict, StrictBool, StrictStr
 
 from distillscope.errors import AuthError, ConfigError, DistillscopeError
-from distillscope.gateway.accounts import (ACCOUNT_NAME_PATTERN, MAX_LIMIT, REASON_PATTERN, AccountInfo, AccountStore,
+from distillscope.gateway.accounts import (ACCOUNT_NAME_PATTERN, MAX_BUDGET, MAX_LIMIT, REASON_PATTERN, AccountInfo, AccountStore,
                                            KeyInfo, KeyState, Limits)
+from distillscope.gateway.budgets import spend_report
 from distillscope.gateway.errors_http import _param, error_body
 from distillscope.gateway.requestlog import RequestLog
 from distillscope.gateway.schemas import json_int
@@ -123,6 +124,18 @@ class CreateAccountBody(BaseModel):
                             description="1-64 letters, digits, '_', '.', '@' or '-', not starting with 'acct_'.")
     limits: Optional[LimitsBody] = None
     create_key: StrictBool = Field(default=False, description="Also create a first API key.")
+
+
+class CreateKeyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    expires_at: Optional[StrictStr] = Field(default=None, json_schema_extra={"format": "date-time"},
+                                            description="RFC 3339 time after which the key stops working.")
+
+
+class BudgetBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    monthly_tokens: Optional[json_int(ge=1, le=MAX_BUDGET)] = Field(
+        description="Tokens (prompt + completion) per UTC month; null lifts the budget.")
 
 
 class StateBody(BaseModel):
@@ -296,9 +309,21 @@ def admin_router(store: AccountStore, request_log: RequestLog, admin_token: Secr
         return _account_out(store.get_account(account))
 
     @router.post("/accounts/{account}/keys", status_code=201)
-    def create_key(account: str) -> dict[str, Any]:
-        plaintext, key = store.create_key(account, actor=ADMIN_ACTOR)
+    def create_key(account: str, body: Optional[CreateKeyBody] = None) -> dict[str, Any]:
+        expires = parse_rfc3339(body.expires_at, "expires_at") if body is not None else None
+        plaintext, key = store.create_key(account, actor=ADMIN_ACTOR, expires_at=expires)
         return {"api_key": plaintext, "key": _key_out(key)}
+
+    @router.put("/accounts/{account}/budget")
+    def set_budget(account: str, body: BudgetBody) -> dict[str, Any]:
+        store.set_budget(account, body.monthly_tokens, actor=ADMIN_ACTOR)
+        return _account_out(store.get_account(account))
+
+    @router.get("/spend")
+    def spend(period: Optional[str] = Query(default=None, pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$",
+                                            description="UTC month, YYYY-MM (default: this month).")
+              ) -> dict[str, Any]:
+        return {"object": "list", "data": _plain(spend_report(store, request_log, period))}
 
     @router.post("/accounts/{account}/state")
     def set_account_state(account: str, body: StateBody) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from distillscope.errors import AuthError, DistillscopeError, GatewayError
+from distillscope.errors import AuthError, DistillscopeError, GatewayError, RateLimitError
 from distillscope.gateway import recording
 from distillscope.gateway.accounts import parse_api_key
 from distillscope.gateway.errors_http import InvalidRequestError
@@ -44,7 +44,7 @@ async def authenticate_request(request: Request) -> Any:
         ctx.principal = await run_in_threadpool(get_state(request).store.authenticate, api_key or None)
     except AuthError as exc:
         ctx.auth_error = exc.code
-        if exc.code and exc.code.endswith(("_revoked", "_suspended")):
+        if exc.code and exc.code.endswith(("_revoked", "_suspended", "_expired")):
             await _attribute_refusal(request, ctx, api_key)
         if ctx.raw_body is None and request.method == "POST":
             ctx.raw_body = await _parsed_body(request)
@@ -109,6 +109,17 @@ def _check(state: GatewayState, body: Any, endpoint: str) -> int:
     return requested if requested is not None else min(cfg.default_max_tokens, cfg.max_tokens_cap)
 
 
+def _check_budget(state: GatewayState, principal: Any) -> None:
+    """Refuse (429 ``insufficient_quota``, like OpenAI) once the account spent its month's tokens."""
+    used = state.request_log.month_usage(principal.account_id)
+    spent = used.prompt_tokens + used.completion_tokens
+    if spent >= principal.monthly_token_budget:
+        raise RateLimitError(f"account {principal.account_id} has used its monthly budget of "
+                             f"{principal.monthly_token_budget} tokens ({spent} used this month)",
+                             hint="ask the API provider to raise the budget, or wait for next month",
+                             code="insufficient_quota", retry_after=3600.0)
+
+
 def _check_local_only(body: Any) -> None:
     for i, message in enumerate(getattr(body, "messages", None) or ()):
         if message.role == "tool":  # OpenAI accepts one only as the answer to an assistant's tool call
@@ -137,6 +148,8 @@ async def _serve(request: Request, endpoint: str, body: Any) -> Any:
     if bad_field is not None:
         raise InvalidRequestError(surrogate_message(bad_field), param=bad_field or None)
     max_tokens = _check(state, body, endpoint)
+    if ctx.principal.monthly_token_budget is not None:
+        await run_in_threadpool(_check_budget, state, ctx.principal)
     n_prompts = len(body.prompts()) if endpoint == "completions" else 1
     est_tokens = body.prompt_chars() // 4 + max_tokens * body.n * n_prompts
     lease = await run_in_threadpool(state.limiter.acquire, ctx.principal, est_tokens=est_tokens)

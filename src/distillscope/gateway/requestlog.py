@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 
 from distillscope.errors import ConfigError, GatewayError
 from distillscope.gateway.db import as_utc, utcnow
+from distillscope.gateway.tables import account_usage as t_usage
 from distillscope.gateway.tables import request_log as t_log
 from distillscope.gateway.textcheck import has_surrogate, replace_surrogates
 from distillscope.progress import Progress, ProgressTask, ensure_progress
@@ -44,7 +45,7 @@ EXPORT_SCHEMA = pa.schema([
     ("logprobs", pa.int64()), ("logit_bias", pa.bool_()), ("stream", pa.bool_()), ("prompt", pa.string()),
     ("completion", pa.string()), ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
     ("latency_ms", pa.float64()), ("status", pa.int64()), ("error", pa.string()),
-    ("watermark_key_id", pa.string()),
+    ("watermark_key_id", pa.string()), ("end_user", pa.string()),
 ])
 
 
@@ -74,6 +75,7 @@ class RequestRecord:
     latency_ms: float | None = None
     error: str | None = None
     watermark_key_id: str | None = None
+    end_user: str | None = None  # the OpenAI ``user`` field: a reseller's end user
 
 
 _COLUMNS = [f.name for f in fields(RequestRecord)]
@@ -127,6 +129,33 @@ def _to_row(record: RequestRecord) -> dict[str, Any]:
     return row
 
 
+def _period(ts: datetime) -> str:
+    """The UTC month of ``ts`` as ``YYYY-MM`` (the budget period)."""
+    return as_utc(ts).strftime("%Y-%m")
+
+
+def _usage_increments(rows: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[int, int, int]]:
+    out: dict[tuple[str, str], tuple[int, int, int]] = {}
+    for row in rows:
+        if not row["account_id"]:
+            continue
+        key = (row["account_id"], _period(row["ts"]))
+        n, pt, ct = out.get(key, (0, 0, 0))
+        out[key] = (n + 1, pt + int(row["prompt_tokens"] or 0), ct + int(row["completion_tokens"] or 0))
+    return out
+
+
+def _usage_upsert(dialect: str, account_id: str, period: str, n: int, pt: int, ct: int) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert
+    stmt = insert(t_usage).values(account_id=account_id, period=period, requests=n, prompt_tokens=pt,
+                                  completion_tokens=ct)
+    return stmt.on_conflict_do_update(index_elements=["account_id", "period"], set_={
+        "requests": t_usage.c.requests + n, "prompt_tokens": t_usage.c.prompt_tokens + pt,
+        "completion_tokens": t_usage.c.completion_tokens + ct})
+
+
 def _from_row(row: Any) -> RequestRecord:
     values = dict(row._mapping)
     values["ts"] = as_utc(values["ts"])
@@ -153,10 +182,37 @@ class RequestLog:
         self.engine = engine
 
     def write(self, record: RequestRecord) -> None:
-        """Insert one row and commit before returning."""
-        row = _to_row(record)
+        """Insert one row (and count it in ``account_usage``) and commit before returning."""
+        self.write_many([record])
+
+    def write_many(self, records: list[RequestRecord]) -> None:
+        """Insert rows in one transaction (one commit, one disk flush), counting them per account and
+        month in ``account_usage``; all or none are committed before this returns."""
+        rows = [_to_row(r) for r in records]
+        if not rows:
+            return
         with self.engine.begin() as conn:
-            conn.execute(t_log.insert().values(**row))
+            conn.execute(t_log.insert(), rows)
+            for (account_id, period), (n, pt, ct) in _usage_increments(rows).items():
+                conn.execute(_usage_upsert(conn.dialect.name, account_id, period, n, pt, ct))
+
+    def month_usage(self, account_id: str, when: datetime | None = None) -> UsageSummary:
+        """Requests and tokens of ``account_id`` in the UTC month of ``when`` (default: now)."""
+        period = _period(as_utc(when) if when is not None else utcnow())
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(t_usage).where(t_usage.c.account_id == account_id,
+                                                      t_usage.c.period == period)).first()
+        return UsageSummary(account_id=account_id, requests=int(r.requests) if r else 0, accepted=0, rejected=0,
+                            prompt_tokens=int(r.prompt_tokens) if r else 0,
+                            completion_tokens=int(r.completion_tokens) if r else 0, first_ts=None, last_ts=None)
+
+    def monthly_usage(self, period: str | None = None) -> list[dict[str, Any]]:
+        """``account_usage`` rows (all months, or one ``YYYY-MM``), newest month first."""
+        q = sa.select(t_usage).order_by(t_usage.c.period.desc(), t_usage.c.account_id)
+        if period is not None:
+            q = q.where(t_usage.c.period == period)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
 
     def query(self, *, since: datetime | None = None, until: datetime | None = None,
               account_id: str | None = None, key_id: str | None = None, limit: int | None = 1000
