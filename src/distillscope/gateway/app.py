@@ -103,6 +103,7 @@ def _lifespan(own_engine: bool):
             if state.pending:
                 await asyncio.gather(*state.pending, return_exceptions=True)
             await state.backend.close()
+            state.metrics.close()
             if own_engine:
                 state.engine.dispose()
 
