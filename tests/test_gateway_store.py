@@ -44,7 +44,7 @@ def sqlite_engine(tmp_path):
 def test_migrations_from_blank_match_models_and_are_idempotent(engine):
     upgrade_database(engine)  # a second upgrade is a no-op
     with engine.connect() as conn:
-        assert conn.execute(sa.text("select version_num from alembic_version")).scalars().all() == ["0001"]
+        assert conn.execute(sa.text("select version_num from alembic_version")).scalars().all() == ["0002"]
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
         assert diff == []
         tables = set(sa.inspect(conn).get_table_names())
@@ -309,8 +309,8 @@ def test_export_is_atomic_and_validates_format(sqlite_engine, tmp_path):
     rl.write(_record(0))
     out = tmp_path / "log.parquet"
     out.write_text("previous export")
-    with pytest.raises(ConfigError, match="csv"):
-        rl.export(out, format="csv")
+    with pytest.raises(ConfigError, match="xml"):
+        rl.export(out, format="xml")
     with pytest.raises(ConfigError, match="timezone"):
         rl.export(out, since=datetime(2026, 1, 1))
     assert out.read_text() == "previous export" and not list(tmp_path.glob(".*tmp"))
@@ -416,7 +416,7 @@ def test_workers_starting_together_migrate_once(kind, tmp_path, request):
         t.join()
     assert errors == []
     with engines[0].connect() as conn:
-        assert conn.execute(sa.text("select version_num from alembic_version")).scalars().all() == ["0001"]
+        assert conn.execute(sa.text("select version_num from alembic_version")).scalars().all() == ["0002"]
     for e in engines:
         e.dispose()
 

@@ -31,6 +31,19 @@ def _export_env(settings_overrides: dict[str, Any], config_json: str, config_fil
         os.environ["DISTILLSCOPE_CONFIG"] = str(config_file)
 
 
+def _metrics_dir(settings: Any) -> None:
+    """An empty directory for the workers' Prometheus values (``PROMETHEUS_MULTIPROC_DIR``), so that
+    ``/metrics`` sums every worker; an operator's own directory is used (and emptied) if set."""
+    import shutil
+    from pathlib import Path
+
+    path = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or Path(settings.home) / "metrics" / str(os.getpid()))
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
@@ -77,6 +90,10 @@ def register(app: typer.Typer) -> None:
                                    batching=BatchingConfig(max_batch=max_batch, window_ms=batch_window_ms))
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+        if not settings.upstream_url:  # fail here in one line, not in uvicorn's lifespan with a traceback
+            from distillscope.watermark import scheme_from_settings
+
+            scheme_from_settings(settings)
         console.print(f"[bold]distillscope gateway[/] on http://{settings.host}:{settings.port} — "
                       f"{_describe(settings)}; {workers} worker(s)")
         if settings.upstream_url:
@@ -87,5 +104,6 @@ def register(app: typer.Typer) -> None:
                         log_level=log_level)
             return
         _export_env(overrides, config.to_json(), root.config_file)
+        _metrics_dir(settings)
         uvicorn.run(_FACTORY, factory=True, host=settings.host, port=settings.port, workers=workers,
                     log_level=log_level)

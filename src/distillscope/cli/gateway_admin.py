@@ -102,9 +102,9 @@ def _account_json(a: Any) -> dict:
     return {"account_id": a.account_id, "name": a.name, "state": a.state.value,
             "limits": {"rpm": a.limits.rpm, "tpm": a.limits.tpm, "max_concurrent": a.limits.max_concurrent,
                        "throttle_factor": a.limits.throttle_factor},
-            "created_at": a.created_at.isoformat(),
-            "keys": [{"key_id": k.key_id, "state": k.state.value, "created_at": k.created_at.isoformat()}
-                     for k in a.keys]}
+            "created_at": a.created_at.isoformat(), "monthly_token_budget": a.monthly_token_budget,
+            "keys": [{"key_id": k.key_id, "state": k.state.value, "created_at": k.created_at.isoformat(),
+                      "expires_at": k.expires_at.isoformat() if k.expires_at else None} for k in a.keys]}
 
 
 def _print_audit(entries: Any) -> None:
@@ -119,6 +119,12 @@ TPM = typer.Option(None, "--tpm", help="Tokens per minute ('none' = unlimited)."
 CONC = typer.Option(None, "--concurrency", help="Concurrent requests ('none' = unlimited).")
 FACTOR = typer.Option(None, "--throttle-factor", help="Limit multiplier while throttled, in (0, 1].")
 ACCOUNT = typer.Argument(..., help="Account id or name.")
+EXPIRES = typer.Option(None, "--expires", help="The key stops working after this long, e.g. 30d or 12h "
+                                               "(default: never).")
+
+
+def _expiry(text: str | None) -> datetime | None:
+    return None if text is None else datetime.now(timezone.utc) + parse_duration(text, option="--expires")
 
 accounts_app = typer.Typer(help="Gateway accounts, API keys, limits and enforcement states.", no_args_is_help=True)
 logs_app = typer.Typer(help="The gateway's request log: export, retention, usage.", no_args_is_help=True)
@@ -128,26 +134,62 @@ logs_app = typer.Typer(help="The gateway's request log: export, retention, usage
 def create(ctx: typer.Context, name: str = typer.Argument(..., help="Account name (unique)."),
            rpm: Optional[str] = RPM, tpm: Optional[str] = TPM, concurrency: Optional[str] = CONC,
            throttle_factor: Optional[float] = FACTOR,
-           key: bool = typer.Option(True, "--key/--no-key", help="Also create a first API key.")) -> None:
+           key: bool = typer.Option(True, "--key/--no-key", help="Also create a first API key."),
+           expires: Optional[str] = EXPIRES) -> None:
     """Create an account (and its first API key, printed once)."""
     from distillscope.gateway.accounts import Limits
 
     limits = replace(Limits(), **_limit_changes(rpm, tpm, concurrency, throttle_factor))
+    expires_at = _expiry(expires)
     with _open(ctx) as (_, store):
         info = store.create_account(name, limits=limits, actor="cli")
         err_console.print(f"account {info.account_id} ({info.name}) created: {_limits_line(limits)}",
                           highlight=False)
         if key:
-            plaintext, k = store.create_key(info.account_id, actor="cli")
+            plaintext, k = store.create_key(info.account_id, actor="cli", expires_at=expires_at)
             _show_key_once(plaintext, k.key_id)
 
 
 @accounts_app.command("add-key")
-def add_key(ctx: typer.Context, account: str = ACCOUNT) -> None:
+def add_key(ctx: typer.Context, account: str = ACCOUNT, expires: Optional[str] = EXPIRES) -> None:
     """Create another API key for an account (printed once)."""
+    expires_at = _expiry(expires)
     with _open(ctx) as (_, store):
-        plaintext, k = store.create_key(account, actor="cli")
+        plaintext, k = store.create_key(account, actor="cli", expires_at=expires_at)
+    if expires_at is not None:
+        err_console.print(f"key {k.key_id} expires at {expires_at.isoformat(timespec='seconds')}", highlight=False)
     _show_key_once(plaintext, k.key_id)
+
+
+@accounts_app.command("budget")
+def budget(ctx: typer.Context, account: str = ACCOUNT,
+           monthly_tokens: str = typer.Argument(..., help="Tokens per UTC month, or 'none' to lift the budget.")
+           ) -> None:
+    """Set an account's monthly token budget; once spent, its requests get 429 insufficient_quota."""
+    value = _limit_value(monthly_tokens, "MONTHLY_TOKENS")
+    with _open(ctx) as (_, store):
+        store.set_budget(account, value, actor="cli")
+    console.print(f"{account}: monthly token budget {_fmt(value)}", highlight=False)
+
+
+@accounts_app.command("spend")
+def spend(ctx: typer.Context,
+          period: Optional[str] = typer.Option(None, "--period", help="UTC month YYYY-MM (default: this month)."),
+          as_json: bool = typer.Option(False, "--json", help="Print JSON lines.")) -> None:
+    """Per-account requests, tokens and budget left in one month."""
+    from distillscope.gateway.budgets import spend_report
+    from distillscope.gateway.requestlog import RequestLog
+
+    with _open(ctx) as (engine, store):
+        rows = spend_report(store, RequestLog(engine), period)
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps(vars(r)))
+        return
+    print_table(f"spend {rows[0].period if rows else period or ''}",
+                ["account", "name", "requests", "prompt tokens", "completion tokens", "total", "budget", "left"],
+                [[r.account_id, r.account_name or "", r.requests, r.prompt_tokens, r.completion_tokens,
+                  r.total_tokens, _fmt(r.monthly_token_budget), _fmt(r.budget_left)] for r in rows])
 
 
 @accounts_app.command("list")
@@ -177,9 +219,10 @@ def show(ctx: typer.Context, account: str = ACCOUNT,
         return
     console.print(f"[bold]{a.name}[/] {a.account_id}  state={a.state.value}  {_limits_line(a.limits)}",
                   highlight=False)
-    print_table("keys", ["key id", "shown as", "state", "created", "revoked"],
+    print_table("keys", ["key id", "shown as", "state", "created", "revoked", "expires"],
                 [[k.key_id, k.display, k.state.value, k.created_at.isoformat(timespec="seconds"),
-                  k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else ""] for k in a.keys])
+                  k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "",
+                  k.expires_at.isoformat(timespec="seconds") if k.expires_at else "never"] for k in a.keys])
     _print_audit(entries)
 
 
@@ -235,18 +278,35 @@ def audit(ctx: typer.Context,
         _print_audit(store.audit_log(target=target, limit=limit))
 
 
+def export_format(out: Path, fmt: str | None) -> str:
+    """The export format: ``--format`` or the file's suffix; a suffix naming another format is an error."""
+    from distillscope.gateway.requestlog import EXPORT_FORMATS, EXPORT_SUFFIXES
+
+    by_suffix = EXPORT_SUFFIXES.get(out.suffix.lower())
+    if fmt is not None and fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"--format {fmt!r} is not supported", hint=f"use one of {', '.join(EXPORT_FORMATS)}")
+    if fmt is None and by_suffix is None:
+        raise ConfigError(f"cannot tell the export format from the file name {out.name!r}",
+                          hint="use a .parquet, .jsonl or .csv suffix, or pass --format")
+    if fmt is not None and by_suffix is not None and fmt != by_suffix:
+        raise ConfigError(f"{out.name} has the suffix of {by_suffix} but --format {fmt} was asked",
+                          hint=f"name the file *.{fmt}, or drop --format")
+    return fmt or by_suffix
+
+
 @logs_app.command("export")
-def export(ctx: typer.Context, out: Path = typer.Argument(..., help="Output file (.parquet or .jsonl)."),
+def export(ctx: typer.Context, out: Path = typer.Argument(..., help="Output file (.parquet, .jsonl or .csv)."),
            since: Optional[str] = typer.Option(None, "--since", help="Start: ISO date/time or '7d' ago."),
            until: Optional[str] = typer.Option(None, "--until", help="End (exclusive): ISO date/time or '1d' ago."),
-           fmt: Optional[str] = typer.Option(None, "--format", help="parquet or jsonl (default: from the suffix)."),
+           fmt: Optional[str] = typer.Option(None, "--format", help="parquet, jsonl or csv (default: from the "
+                                                                    "suffix)."),
            account: Optional[str] = typer.Option(None, "--account",
                                                  help="Only this account (id or name), e.g. the corpus of an audit.")
            ) -> None:
     """Export the request log for analytics (streamed, written atomically)."""
     from distillscope.gateway.requestlog import RequestLog
 
-    fmt = fmt or ("jsonl" if out.suffix.lower() in (".jsonl", ".json") else "parquet")
+    fmt = export_format(out, fmt)
     start, end = parse_time(since, option="--since"), parse_time(until, option="--until")
     with _open(ctx) as (engine, store):
         account_id = store.get_account(account).account_id if account else None

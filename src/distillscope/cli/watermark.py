@@ -17,8 +17,10 @@ wm_app = typer.Typer(help="Keyed output watermark: create the key, show the sche
                      no_args_is_help=True)
 
 _OUT_FORMATS = ("table", "json", "jsonl")
-_IN_FORMATS = ("auto", "text", "jsonl")
+_IN_FORMATS = ("auto", "text", "jsonl", "csv", "parquet")
 _TEXT_FIELDS = ("text", "completion")
+# Columns that mark a record as a row of the gateway's request log (`distillscope logs export`).
+_LOG_COLUMNS = ("request_id", "completion", "status", "endpoint")
 
 
 def register(app: typer.Typer) -> None:
@@ -61,8 +63,9 @@ def show(
 def detect(
     ctx: typer.Context,
     input_file: str = typer.Argument(..., metavar="FILE|-",
-                                     help="Texts, one per line, or JSONL with a text/completion field or "
-                                          "token_ids (and optional prompt_ids); '-' reads stdin."),
+                                     help="Texts, one per line; JSONL, CSV or Parquet with a text/completion "
+                                          "field or token_ids (and optional prompt_ids), e.g. a `distillscope "
+                                          "logs export`; '-' reads stdin."),
     scheme: Optional[str] = typer.Option(None, "--scheme", help="kgw, kgw-selfhash or gumbel "
                                                                 "(default: the watermark_scheme setting)."),
     gamma: Optional[float] = typer.Option(None, "--gamma", help="KGW green fraction (default: from settings)."),
@@ -70,7 +73,8 @@ def detect(
                                                 help="Context ids hashed per token (default: from settings)."),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table, json (one document) or jsonl."),
     input_format: str = typer.Option("auto", "--input-format",
-                                     help="auto (from the suffix: .jsonl/.json = jsonl, else text), text or jsonl."),
+                                     help="auto (from the suffix: .jsonl/.json = jsonl, .csv, .parquet, else "
+                                          "text), text, jsonl, csv or parquet."),
     field: Optional[str] = typer.Option(None, "--field", help="JSONL field holding the text "
                                                               "(default: text, then completion)."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer",
@@ -92,20 +96,24 @@ def detect(
         raise ConfigError("--out needs --format json or jsonl", hint="add --format jsonl")
     settings = state(ctx).settings()
     wm_scheme = _scheme(settings, scheme, gamma, context_width)        # fails fast on a missing key
-    items = _read_items(input_file, input_format, field)
-    needs_text = any(isinstance(item, str) for item, _ in items)
+    items, skipped = _read_items(input_file, input_format, field)
+    if skipped:
+        err_console.print(f"skipped {skipped} request-log row(s) without a completion (refused, failed or "
+                          "redacted requests)", highlight=False)
+    needs_text = any(isinstance(item, str) for item, _, _, _ in items)
     tok = _load_tokenizer(tokenizer or settings.teacher, settings) if needs_text else None
     detector = wm_scheme.detector(tok)
     results = []
     with RichProgress(transient=True).task("detecting", total=len(items)) as task:
-        for i, (item, prompt) in enumerate(items, 1):
+        for i, (item, prompt, _, _) in enumerate(items, 1):
             try:
                 results.append(detector.detect_text(item) if isinstance(item, str)
                                else detector.detect(item, prompt_ids=prompt))
             except WatermarkError as exc:
                 raise WatermarkError(f"{input_file}: record {i}: {exc.message}", hint=exc.hint) from None
             task.advance()
-    rows = [{"index": i, **d.to_dict(), "detected": d.p_value < alpha} for i, d in enumerate(results, 1)]
+    rows = [{"index": i, "request_id": item[2], "choice": item[3], **d.to_dict(), "detected": d.p_value < alpha}
+            for i, (d, item) in enumerate(zip(results, items), 1)]
     if fmt == "table":
         print_table(f"watermark {wm_scheme.name} (key {wm_scheme.key.key_id})",
                     ("#", "tokens", "scored", "score", "z", "p-value", "log10 p", f"p<{alpha:g}"),
@@ -134,21 +142,28 @@ def _scheme(settings: Any, name: str | None, gamma: float | None, context_width:
     return make_scheme(name, key, **params)
 
 
-def _read_items(path: str, input_format: str, field: str | None) -> list[tuple[Any, Any]]:
-    """(text or token ids, prompt ids) per record; every malformed record is an error naming it."""
+def _read_items(path: str, input_format: str, field: str | None) -> tuple[list[tuple[Any, Any, Any, int]], int]:
+    """(text or token ids, prompt ids, request id, choice) per text, and the number of request-log rows
+    skipped for having no completion; every other malformed record is an error naming it.
+
+    A request-log export (``distillscope logs export``, any format) yields one text per choice: a
+    row of an ``n > 1`` request (or of several prompts) holds its texts as a JSON list.
+    """
     from distillscope.records import detect_format, read_records
 
     kind = detect_format(path) if input_format == "auto" else input_format
-    if kind not in ("text", "jsonl"):
+    if kind not in ("text", "jsonl", "csv", "parquet"):
         kind = "text"
     records = read_records(path, kind)
     if not records:
         raise InputDataError(f"{path} holds no texts", hint="give one text per line, or JSONL records")
+    if not field and all(c in records[0] for c in _LOG_COLUMNS):
+        return _log_items(records)
     fields = (field,) if field else _TEXT_FIELDS
-    items = []
+    items: list[tuple[Any, Any, Any, int]] = []
     for i, rec in enumerate(records, 1):
         if "token_ids" in rec and not field:
-            items.append((rec["token_ids"], rec.get("prompt_ids")))
+            items.append((rec["token_ids"], rec.get("prompt_ids"), None, 0))
             continue
         value = next((rec[f] for f in fields if f in rec), None)
         if value is None:
@@ -159,8 +174,56 @@ def _read_items(path: str, input_format: str, field: str | None) -> list[tuple[A
                                  "not a string", hint="name the text field with --field")
         if not value.strip():
             raise InputDataError(f"{path}: record {i} has an empty text", hint="remove empty records")
-        items.append((value, None))
-    return items
+        items.append((value, None, None, 0))
+    return items, 0
+
+
+def _choices_expected(rec: dict[str, Any]) -> int:
+    """How many texts a request-log row holds: ``n`` × the number of prompts of a legacy completion."""
+    try:
+        params = json.loads(rec.get("params") or "{}") if isinstance(rec.get("params"), str) else {}
+    except ValueError:
+        params = {}
+    n = params.get("n") if isinstance(params, dict) else None
+    n = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+    prompts = 1
+    if str(rec.get("endpoint") or "").endswith("/completions") and not str(rec.get("endpoint")).endswith(
+            "/chat/completions"):
+        parsed = _json_list(rec.get("prompt"))
+        prompts = len(parsed) if parsed else 1
+    return n * prompts
+
+
+def _json_list(value: Any) -> list[str] | None:
+    if not isinstance(value, str) or not value.startswith("["):
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, list) and all(isinstance(t, str) for t in parsed) else None
+
+
+def _log_items(records: list[dict[str, Any]]) -> tuple[list[tuple[Any, Any, Any, int]], int]:
+    items: list[tuple[Any, Any, Any, int]] = []
+    skipped = 0
+    for rec in records:
+        completion = rec.get("completion")
+        status = rec.get("status")
+        if not isinstance(completion, str) or not completion.strip() or (isinstance(status, (int, float))
+                                                                          and status >= 400):
+            skipped += 1  # refused, failed or redacted: nothing was generated (None, or NaN from CSV)
+            continue
+        expected = _choices_expected(rec)
+        texts = _json_list(completion) if expected > 1 else None
+        if texts is None or len(texts) != expected:
+            texts = [completion]
+        request_id = rec.get("request_id")
+        items.extend((text, None, request_id, j) for j, text in enumerate(texts) if text.strip())
+    if not items:
+        raise InputDataError("the request-log export holds no completions",
+                             hint="export a time range with served requests (status 200)")
+    return items, skipped
 
 
 def _load_tokenizer(spec: str, settings: Any):

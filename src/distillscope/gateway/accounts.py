@@ -4,8 +4,9 @@ An API key looks like ``ds-<key_id>-<secret>``. Only ``key_id`` (the public pref
 and an HMAC-SHA256 of the secret under a per-key random salt are stored; the plaintext is returned
 once, by :meth:`AccountStore.create_key` / :meth:`AccountStore.rotate_key`. The secret carries
 256 bits of randomness, so a fast salted hash is as strong as a slow KDF here, and cheap enough
-to run on every request. :meth:`AccountStore.authenticate` reads the database on every call, so a
-suspension or revocation applies on the very next request.
+to run on every request. :meth:`AccountStore.authenticate` caches key rows in process but checks a
+change sequence in the database on every call, so a suspension or revocation applies on the very
+next request, on every worker.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import re
 import secrets
 import string
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -32,15 +34,23 @@ from distillscope.gateway.db import as_utc, utcnow
 from distillscope.gateway.tables import accounts as t_accounts
 from distillscope.gateway.tables import api_keys as t_keys
 from distillscope.gateway.tables import enforcement_audit as t_audit
+from distillscope.gateway.tables import key_state_changes as t_changes
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "ds"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+ACCOUNT_NAME_PATTERN = r"^(?!acct_)[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+_NAME_RE = re.compile(ACCOUNT_NAME_PATTERN)
+# A reason needs one character that is not white space, in Python's and in JSON Schema's sense alike.
+REASON_PATTERN = "[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+_REASON_RE = re.compile(REASON_PATTERN)
 _KEY_ID_RE = re.compile(r"^[0-9a-f]{12}$")
 _DUMMY_SALT = bytes(16)
 _SECRET_ALPHABET = string.ascii_letters + string.digits
 _SECRET_LEN = 43  # 43 base-62 characters ≈ 256 bits
+MAX_LIMIT = 2**31 - 1  # limits are INTEGER columns (32-bit on PostgreSQL)
+MAX_BUDGET = 2**62     # budgets are BIGINT columns
+KEY_CACHE_SIZE = 100_000
 
 
 class KeyState(str, Enum):
@@ -85,11 +95,13 @@ class Limits:
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm", "max_concurrent"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or not 1 <= value <= MAX_LIMIT):
                 raise ConfigError(f"limit {name}={value!r} is invalid",
-                                  hint="use a positive integer, or leave it unset for no limit",
+                                  hint=f"use a whole number from 1 to {MAX_LIMIT}, or leave it unset for no limit",
                                   code="invalid_limits")
-        if not 0 < self.throttle_factor <= 1:
+        factor = self.throttle_factor
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
             raise ConfigError(f"throttle_factor={self.throttle_factor!r} is invalid",
                               hint="use a number in (0, 1], e.g. 0.1", code="invalid_limits")
 
@@ -112,6 +124,8 @@ class Principal:
     key_id: str
     state: KeyState
     limits: Limits
+    monthly_token_budget: int | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +137,7 @@ class KeyInfo:
     state: KeyState
     created_at: datetime
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None
 
     @property
     def display(self) -> str:
@@ -139,6 +154,7 @@ class AccountInfo:
     created_at: datetime
     updated_at: datetime
     keys: tuple[KeyInfo, ...] = field(default=())
+    monthly_token_budget: int | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +197,9 @@ class AccountStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._cache: dict[str, Any] = {}
+        self._cache_seq: Any = object()  # no sequence number seen yet
+        self._cache_lock = threading.Lock()
 
     @contextmanager
     def _locked(self) -> Iterator[Connection]:
@@ -261,14 +280,19 @@ class AccountStore:
         return True
 
     # -- keys --------------------------------------------------------------------------------
-    def create_key(self, account: str, *, actor: str = "cli") -> tuple[str, KeyInfo]:
-        """Create a key for ``account``; returns (plaintext, info). The plaintext is never stored."""
+    def create_key(self, account: str, *, actor: str = "cli",
+                   expires_at: datetime | None = None) -> tuple[str, KeyInfo]:
+        """Create a key for ``account``; returns (plaintext, info). The plaintext is never stored.
+
+        ``expires_at`` (aware, in the future): the key stops authenticating then (401 ``key_expired``).
+        """
+        expires_at = _check_expiry(expires_at)
         with self._locked() as conn:
             row = _account_row(conn, account)
             if KeyState(row.state) is KeyState.REVOKED:
                 raise GatewayError(f"account {row.account_id} is revoked", hint="create a new account",
                                    code="account_revoked")
-            plaintext, info = _insert_key(conn, row.account_id)
+            plaintext, info = _insert_key(conn, row.account_id, expires_at=expires_at)
             _audit(conn, "key", info.key_id, "create", None, KeyState.ACTIVE,
                    f"key created for account {row.account_id}", actor, None)
         log.info("key %s created for account %s by %s", info.key_id, row.account_id, actor)
@@ -307,7 +331,7 @@ class AccountStore:
             if old_state is KeyState.REVOKED:
                 raise GatewayError(f"API key {key_id} is already revoked", hint="create a new key instead",
                                    code="key_revoked")
-            plaintext, info = _insert_key(conn, row.account_id, old_state)
+            plaintext, info = _insert_key(conn, row.account_id, old_state, expires_at=as_utc(row.expires_at))
             now = utcnow()
             conn.execute(t_keys.update().where(t_keys.c.key_id == row.key_id)
                          .values(state=KeyState.REVOKED.value, revoked_at=now))
@@ -319,19 +343,18 @@ class AccountStore:
         return plaintext, info
 
     def authenticate(self, api_key: str | None) -> Principal:
-        """The principal behind ``api_key``, read fresh from the database, or :class:`AuthError`."""
+        """The principal behind ``api_key``, or :class:`AuthError`.
+
+        Key rows are cached in process, but every call first reads the newest number of
+        ``key_state_changes`` (one indexed lookup); any state, limit or budget change made through
+        this store (from any worker or the CLI) bumps it and empties the cache, so a suspension or
+        revocation still applies on the very next request. Expiry is checked on every call.
+        """
         if not api_key or not api_key.strip():
             raise AuthError("no API key was sent", hint="send 'Authorization: Bearer <key>'",
                             code="missing_api_key")
         parsed = parse_api_key(api_key)
-        row = None
-        if parsed is not None:
-            with self.engine.connect() as conn:
-                row = conn.execute(
-                    sa.select(t_keys.c.key_id, t_keys.c.salt, t_keys.c.key_hash, t_keys.c.state.label("key_state"),
-                              t_accounts)
-                    .join(t_accounts, t_accounts.c.account_id == t_keys.c.account_id)
-                    .where(t_keys.c.key_id == parsed[0])).first()
+        row = self._key_row_cached(parsed[0]) if parsed is not None else None
         # Hash even when the key id is unknown so timing does not reveal which ids exist.
         salt = bytes.fromhex(row.salt) if row is not None else _DUMMY_SALT
         digest = hash_secret(parsed[1] if parsed else api_key, salt)
@@ -342,11 +365,52 @@ class AccountStore:
         for kind, st, ident in (("key", key_state, row.key_id), ("account", account_state, row.account_id)):
             if st is KeyState.REVOKED:
                 raise _state_error(kind, st, ident)
+        expires_at = as_utc(row.expires_at)
+        if expires_at is not None and expires_at <= utcnow():
+            raise AuthError(f"API key {row.key_id} expired at {expires_at.isoformat(timespec='seconds')}",
+                            hint="ask the API provider for a new key", code="key_expired")
         for kind, st, ident in (("account", account_state, row.account_id), ("key", key_state, row.key_id)):
             if st is KeyState.SUSPENDED:
                 raise _state_error(kind, st, ident)
         return Principal(account_id=row.account_id, account_name=row.name, key_id=row.key_id,
-                         state=worst_state(key_state, account_state), limits=_row_limits(row))
+                         state=worst_state(key_state, account_state), limits=_row_limits(row),
+                         monthly_token_budget=row.monthly_token_budget, expires_at=expires_at)
+
+    def _key_row_cached(self, key_id: str) -> Any:
+        with self.engine.connect() as conn:
+            seq = conn.execute(sa.select(sa.func.max(t_changes.c.seq))).scalar()
+            with self._cache_lock:
+                if seq != self._cache_seq:
+                    self._cache.clear()
+                    self._cache_seq = seq
+                row = self._cache.get(key_id)
+            if row is not None:
+                return row
+            row = conn.execute(
+                sa.select(t_keys.c.key_id, t_keys.c.salt, t_keys.c.key_hash, t_keys.c.state.label("key_state"),
+                          t_keys.c.expires_at, t_accounts)
+                .join(t_accounts, t_accounts.c.account_id == t_keys.c.account_id)
+                .where(t_keys.c.key_id == key_id)).first()
+        if row is not None:
+            with self._cache_lock:
+                if seq == self._cache_seq and len(self._cache) < KEY_CACHE_SIZE:
+                    self._cache[key_id] = row
+        return row
+
+    # -- budgets -----------------------------------------------------------------------------
+    def set_budget(self, account: str, monthly_tokens: int | None, *, actor: str) -> None:
+        """Set (or with None lift) an account's token budget per UTC month."""
+        if monthly_tokens is not None and (isinstance(monthly_tokens, bool) or not isinstance(monthly_tokens, int)
+                                           or not 1 <= monthly_tokens <= MAX_BUDGET):
+            raise ConfigError(f"monthly token budget {monthly_tokens!r} is invalid",
+                              hint=f"use a whole number from 1 to {MAX_BUDGET}, or none", code="invalid_budget")
+        with self._locked() as conn:
+            row = _account_row(conn, account)
+            conn.execute(t_accounts.update().where(t_accounts.c.account_id == row.account_id)
+                         .values(monthly_token_budget=monthly_tokens, updated_at=utcnow()))
+            _audit(conn, "account", row.account_id, "budget", None, None, "monthly token budget changed", actor,
+                   {"old": row.monthly_token_budget, "new": monthly_tokens})
+        log.info("monthly token budget of account %s set to %s by %s", row.account_id, monthly_tokens, actor)
 
     # -- audit -------------------------------------------------------------------------------
     def audit_log(self, *, target: str | None = None, limit: int = 100) -> list[AuditEntry]:
@@ -376,7 +440,7 @@ def _transition_allowed(old: KeyState, new: KeyState, only_escalate: bool, what:
     return True
 
 def _require_reason(reason: str) -> None:
-    if not isinstance(reason, str) or not reason.strip():
+    if not isinstance(reason, str) or not _REASON_RE.search(reason):
         raise ConfigError("a reason is required for every enforcement change",
                           hint="pass a short reason, e.g. --reason 'distillation campaign'", code="missing_reason")
 
@@ -418,18 +482,35 @@ def _target_ids(conn: Connection, target: str) -> list[str]:
     return [acct.account_id, *keys]
 
 
-def _insert_key(conn: Connection, account_id: str, state: KeyState = KeyState.ACTIVE) -> tuple[str, KeyInfo]:
+def _insert_key(conn: Connection, account_id: str, state: KeyState = KeyState.ACTIVE, *,
+                expires_at: datetime | None = None) -> tuple[str, KeyInfo]:
     key_id, salt = secrets.token_hex(6), secrets.token_bytes(16)
     secret = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(_SECRET_LEN))
     now = utcnow()
     conn.execute(t_keys.insert().values(key_id=key_id, account_id=account_id, salt=salt.hex(),
-                                        key_hash=hash_secret(secret, salt), state=state.value, created_at=now))
+                                        key_hash=hash_secret(secret, salt), state=state.value, created_at=now,
+                                        expires_at=expires_at))
     return f"{KEY_PREFIX}-{key_id}-{secret}", KeyInfo(key_id=key_id, account_id=account_id, state=state,
-                                                      created_at=now)
+                                                      created_at=now, expires_at=expires_at)
+
+
+def _check_expiry(expires_at: datetime | None) -> datetime | None:
+    if expires_at is None:
+        return None
+    if not isinstance(expires_at, datetime) or expires_at.tzinfo is None:
+        raise ConfigError(f"key expiry {expires_at!r} needs a time zone", hint="pass an aware UTC datetime",
+                          code="invalid_expiry")
+    if expires_at <= utcnow():
+        raise ConfigError(f"key expiry {expires_at.isoformat()} is in the past", hint="give a future time",
+                          code="invalid_expiry")
+    return as_utc(expires_at)
 
 
 def _audit(conn: Connection, kind: str, target_id: str, action: str, old: KeyState | None,
            new: KeyState | None, reason: str, actor: str, evidence: dict | None) -> None:
+    # Every audited change (state, limits, budget, rotation) may change what a cached key may do:
+    # the new sequence number tells every worker's KeyCache to forget its entries.
+    conn.execute(t_changes.insert().values(target_id=target_id))
     conn.execute(t_audit.insert().values(
         ts=utcnow(), target_kind=kind, target_id=target_id, action=action,
         old_state=old.value if old else None, new_state=new.value if new else None,
@@ -439,9 +520,11 @@ def _audit(conn: Connection, kind: str, target_id: str, action: str, old: KeySta
 
 def _key_info(row: Any) -> KeyInfo:
     return KeyInfo(key_id=row.key_id, account_id=row.account_id, state=KeyState(row.state),
-                   created_at=as_utc(row.created_at), revoked_at=as_utc(row.revoked_at))
+                   created_at=as_utc(row.created_at), revoked_at=as_utc(row.revoked_at),
+                   expires_at=as_utc(row.expires_at))
 
 
 def _account_info(row: Any, keys: tuple[KeyInfo, ...]) -> AccountInfo:
     return AccountInfo(account_id=row.account_id, name=row.name, state=KeyState(row.state), limits=_row_limits(row),
-                       created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at), keys=keys)
+                       created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at), keys=keys,
+                       monthly_token_budget=row.monthly_token_budget)

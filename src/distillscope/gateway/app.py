@@ -29,6 +29,7 @@ from distillscope.gateway.db import make_engine, upgrade_database
 from distillscope.gateway.errors_http import install_error_handlers
 from distillscope.gateway.limits import make_rate_limiter
 from distillscope.gateway.metrics import GatewayMetrics
+from distillscope.gateway.openapi import install_openapi
 from distillscope.gateway.recording import new_request_id
 from distillscope.gateway.requestlog import RequestLog
 from distillscope.gateway.state import GatewayConfig, GatewayState
@@ -102,6 +103,7 @@ def _lifespan(own_engine: bool):
             if state.pending:
                 await asyncio.gather(*state.pending, return_exceptions=True)
             await state.backend.close()
+            state.metrics.close()
             if own_engine:
                 state.engine.dispose()
 
@@ -131,7 +133,10 @@ def create_app(settings: Settings, *, backend: Any = None, guards: Sequence[Any]
     install_error_handlers(app)
     app.include_router(openai_api.router)
     app.include_router(ops_api.router)
-    app.include_router(admin_api.admin_router(store, request_log, settings.admin_token))
+    app.include_router(admin_api.admin_router(store, request_log, settings.admin_token,
+                                              max_failures=state.config.admin_max_failures))
+    proxied = backend.info.kind == "proxy" if backend is not None else bool(settings.upstream_url)
+    install_openapi(app, state.config, generates_locally=not proxied)
     return app
 
 

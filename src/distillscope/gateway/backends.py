@@ -26,8 +26,13 @@ from distillscope.settings import Settings
 logger = logging.getLogger(__name__)
 
 
+# OpenAI's ``developer`` role replaces ``system`` for newer models ("developer messages are the new
+# system messages"); the teacher's chat template knows only system, user and assistant.
+_TEACHER_ROLE = {"developer": "system"}
+
+
 def chat_prompt(req: ChatCompletionRequest) -> Prompt:
-    return tuple({"role": m.role, "content": m.text()} for m in req.messages)
+    return tuple({"role": _TEACHER_ROLE.get(m.role, m.role), "content": m.text()} for m in req.messages)
 
 
 def _joined_text(outs: list[GenerationOutput]) -> str:

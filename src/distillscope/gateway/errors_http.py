@@ -8,7 +8,8 @@ suspended or revoked key or account        403     key_revoked, account_suspende
 unknown model or route                     404     model_not_found, not_found
 malformed JSON, missing / wrong fields     400     invalid_request (param = field path)
 max_tokens / n over the cap, logit_bias    400     max_tokens_too_large, too_many_choices, ...
-prompt / body over the size cap            413     prompt_too_long, request_too_large
+prompt over the size cap (as OpenAI)       400     prompt_too_long
+body over the size cap                     413     request_too_large
 per-key limit                              429     rate_limit_exceeded (+ x-ratelimit-*, retry-after)
 upstream down (proxy mode)                 502     upstream_unavailable
 request log / limiter database down        503     request_log_unavailable, ...
@@ -32,14 +33,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from distillscope.errors import AuthError, ConfigError, DistillscopeError, GatewayError, RateLimitError
 from distillscope.gateway import recording
 from distillscope.gateway.state import get_state
+from distillscope.gateway.textcheck import find_surrogate_field, surrogate_message
 
 logger = logging.getLogger(__name__)
+
+
+class InvalidRequestError(GatewayError):
+    """A request the gateway refuses as malformed (400), naming the offending field in ``param``."""
+
+    def __init__(self, message: str, *, param: str | None = None, hint: str | None = None,
+                 code: str = "invalid_request") -> None:
+        super().__init__(message, hint=hint, code=code)
+        self.param = param
 
 _STATUS_BY_CODE = {
     "missing_api_key": 401, "invalid_api_key": 401, "invalid_admin_token": 401, "missing_admin_token": 401,
     "admin_disabled": 403,
     "model_not_found": 404, "not_found": 404, "account_not_found": 404, "key_not_found": 404,
-    "prompt_too_long": 413, "request_too_large": 413,
+    "request_too_large": 413,
     "rate_limit_exceeded": 429,
     "upstream_unavailable": 502,
     "request_log_unavailable": 503, "rate_limiter_unavailable": 503, "database_unavailable": 503,
@@ -113,11 +124,23 @@ async def on_distillscope_error(request: Request, exc: Exception) -> JSONRespons
     assert isinstance(exc, DistillscopeError)
     status = status_for(exc)
     headers = exc.headers if isinstance(exc, RateLimitError) else None
-    return await reject(request, status, exc.code or "invalid_request", str(exc), headers=headers)
+    return await reject(request, status, exc.code or "invalid_request", str(exc), headers=headers,
+                        param=getattr(exc, "param", None))
+
+
+# Pydantic puts the names of its validators and union members into error locations
+# ("str", "list[TextPart]", "function-after[...]"); they are no field of the request.
+_PYDANTIC_TAGS = frozenset({"str", "int", "float", "bool", "none", "list", "dict", "bytes", "literal"})
 
 
 def _param(loc: tuple[Any, ...]) -> str | None:
-    parts = [str(p) for p in loc if p != "body"]
+    """The request field a validation error names (``messages.0.content``), without pydantic's tags."""
+    parts = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(str(p))
+        elif isinstance(p, str) and p != "body" and (p.isdigit() or (p.isidentifier() and p not in _PYDANTIC_TAGS)):
+            parts.append(p)
     return ".".join(parts) or None
 
 
@@ -126,6 +149,12 @@ async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     auth_error = await _try_authenticate(request) if recording.is_api_request(request) else None
     if auth_error is not None:
         return await on_distillscope_error(request, auth_error)
+    ctx = recording.context(request)
+    if ctx.body is None and isinstance(getattr(exc, "body", None), dict):
+        ctx.raw_body = exc.body
+    bad = find_surrogate_field(await request.body())
+    if bad is not None:  # pydantic says "unable to parse raw data" for some fields: name the cause
+        return await reject(request, 400, "invalid_request", surrogate_message(bad), param=bad or None)
     errors = exc.errors()
     first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": "value_error"}
     param = _param(tuple(first.get("loc", ())))
@@ -137,9 +166,6 @@ async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         message = f"invalid request{where}: {first.get('msg', 'invalid value')}"
         if len(errors) > 1:
             message += f"; and {len(errors) - 1} more problem(s)"
-    ctx = recording.context(request)
-    if ctx.body is None and isinstance(getattr(exc, "body", None), dict):
-        ctx.raw_body = exc.body
     return await reject(request, 400, "invalid_request", message, param=param)
 
 
@@ -149,8 +175,10 @@ async def on_http_exception(request: Request, exc: Exception) -> JSONResponse:
         auth_error = await _try_authenticate(request)
         if auth_error is not None:
             return await on_distillscope_error(request, auth_error)
-    code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code, "http_error")
-    message = {404: f"no such endpoint: {request.method} {request.url.path}",
+    code = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed",
+            413: "request_too_large"}.get(exc.status_code, "http_error")
+    message = {400: "the request body could not be decoded; send a UTF-8 encoded JSON object",
+               404: f"no such endpoint: {request.method} {request.url.path}",
                405: f"method {request.method} is not allowed on {request.url.path}",
                413: f"{exc.detail}; send a smaller request"}.get(exc.status_code,
                                                                                           str(exc.detail))

@@ -147,6 +147,15 @@ class DatabaseRateLimiter:
         self.lease_ttl = lease_ttl
         self._clock = clock
 
+    def check(self) -> bool:
+        """Whether the limiter's database answers (for ``/readyz``)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return True
+        except SQLAlchemyError:
+            return False
+
     @contextmanager
     def _transaction(self) -> Iterator[sa.Connection]:
         with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
@@ -270,6 +279,15 @@ class RedisRateLimiter:
         import redis
 
         return cls(redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0), **kwargs)
+
+    def check(self) -> bool:
+        """Whether Redis answers (for ``/readyz``)."""
+        import redis
+
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError:
+            return False
 
     def _keys(self, key_id: str) -> list[str]:
         # The hash tag keeps both keys of one API key in the same Redis Cluster slot.

@@ -19,13 +19,15 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from distillscope.errors import AuthError, DistillscopeError, GatewayError
+from distillscope.errors import AuthError, DistillscopeError, GatewayError, RateLimitError
 from distillscope.gateway import recording
 from distillscope.gateway.accounts import parse_api_key
+from distillscope.gateway.errors_http import InvalidRequestError
 from distillscope.gateway.generation import Call, Reply
 from distillscope.gateway.responses import sse
 from distillscope.gateway.schemas import ChatCompletionRequest, CompletionRequest
 from distillscope.gateway.state import GatewayState, get_state
+from distillscope.gateway.textcheck import find_surrogate_field, surrogate_message
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ async def authenticate_request(request: Request) -> Any:
         ctx.principal = await run_in_threadpool(get_state(request).store.authenticate, api_key or None)
     except AuthError as exc:
         ctx.auth_error = exc.code
-        if exc.code and exc.code.endswith(("_revoked", "_suspended")):
+        if exc.code and exc.code.endswith(("_revoked", "_suspended", "_expired")):
             await _attribute_refusal(request, ctx, api_key)
         if ctx.raw_body is None and request.method == "POST":
             ctx.raw_body = await _parsed_body(request)
@@ -89,9 +91,12 @@ def _check(state: GatewayState, body: Any, endpoint: str) -> int:
                            hint=f"use one of: {', '.join(backend.info.model_ids)} (see /v1/models)",
                            code="model_not_found")
     requested = body.requested_max_tokens()
-    if requested is not None and requested > cfg.max_tokens_cap:
-        raise GatewayError(f"max_tokens={requested} is more than this gateway allows ({cfg.max_tokens_cap})",
-                           hint=f"ask for at most {cfg.max_tokens_cap} tokens", code="max_tokens_too_large")
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = getattr(body, name, None)
+        if value is not None and value > cfg.max_tokens_cap:
+            raise InvalidRequestError(f"{name}={value} is more than this gateway allows ({cfg.max_tokens_cap})",
+                                      hint=f"ask for at most {cfg.max_tokens_cap} tokens", param=name,
+                                      code="max_tokens_too_large")
     n_prompts = len(body.prompts()) if endpoint == "completions" else 1
     if body.n * n_prompts > cfg.max_choices:
         raise GatewayError(f"n={body.n} for {n_prompts} prompt(s) asks for more than {cfg.max_choices} choices",
@@ -104,24 +109,47 @@ def _check(state: GatewayState, body: Any, endpoint: str) -> int:
     return requested if requested is not None else min(cfg.default_max_tokens, cfg.max_tokens_cap)
 
 
+def _check_budget(state: GatewayState, principal: Any) -> None:
+    """Refuse (429 ``insufficient_quota``, like OpenAI) once the account spent its month's tokens."""
+    used = state.request_log.month_usage(principal.account_id)
+    spent = used.prompt_tokens + used.completion_tokens
+    if spent >= principal.monthly_token_budget:
+        raise RateLimitError(f"account {principal.account_id} has used its monthly budget of "
+                             f"{principal.monthly_token_budget} tokens ({spent} used this month)",
+                             hint="ask the API provider to raise the budget, or wait for next month",
+                             code="insufficient_quota", retry_after=3600.0)
+
+
 def _check_local_only(body: Any) -> None:
+    for i, message in enumerate(getattr(body, "messages", None) or ()):
+        if message.role == "tool":  # OpenAI accepts one only as the answer to an assistant's tool call
+            raise InvalidRequestError(
+                f"messages.{i} has role 'tool', but the local teacher does not call tools, so no tool call "
+                "can be answered", param=f"messages.{i}.role",
+                hint="send the tool's result as a user message, or use system, developer, user and assistant")
     unsupported = None
     if body.logit_bias:
         unsupported = "logit_bias"
     elif getattr(body, "suffix", None):
         unsupported = "suffix"
-    elif (getattr(body, "best_of", None) or body.n) > body.n:
+    elif (getattr(body, "best_of", None) or 1) > 1:
         unsupported = "best_of"
     if unsupported:
-        raise GatewayError(f"{unsupported} is not supported by the local teacher",
-                           hint=f"remove {unsupported} from the request", code="unsupported_parameter")
+        raise InvalidRequestError(f"{unsupported} is not supported by the local teacher",
+                                  hint=f"remove {unsupported} from the request", param=unsupported,
+                                  code="unsupported_parameter")
 
 
 async def _serve(request: Request, endpoint: str, body: Any) -> Any:
     state = get_state(request)
     ctx = recording.context(request)
     ctx.body = body
+    bad_field = find_surrogate_field(await request.body())
+    if bad_field is not None:
+        raise InvalidRequestError(surrogate_message(bad_field), param=bad_field or None)
     max_tokens = _check(state, body, endpoint)
+    if ctx.principal.monthly_token_budget is not None:
+        await run_in_threadpool(_check_budget, state, ctx.principal)
     n_prompts = len(body.prompts()) if endpoint == "completions" else 1
     est_tokens = body.prompt_chars() // 4 + max_tokens * body.n * n_prompts
     lease = await run_in_threadpool(state.limiter.acquire, ctx.principal, est_tokens=est_tokens)

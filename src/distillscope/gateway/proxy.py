@@ -11,6 +11,7 @@ dropped again if the client did not ask for it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any, AsyncIterator
@@ -54,7 +55,8 @@ class ProxyBackend:
     """Forward to ``base_url`` (the upstream's ``.../v1``) with the upstream's own API key."""
 
     def __init__(self, base_url: str, *, api_key: str | None = None, timeout_s: float = 600.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, refresh_s: float = 60.0,
+                 retry_s: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
         if not self.base_url.endswith("/v1"):
             self.base_url += "/v1"
@@ -62,6 +64,9 @@ class ProxyBackend:
         self._timeout = timeout_s
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        self._refresher: asyncio.Task | None = None
+        self.refresh_s, self.retry_s = refresh_s, retry_s
+        self.upstream_ok = False
         self.info = BackendInfo(kind="proxy", model_ids=(), watermarked=False,
                                 warning=NOT_WATERMARKED.format(url=self.base_url))
 
@@ -74,16 +79,42 @@ class ProxyBackend:
         logger.warning("!!! %s !!!", self.info.warning)
         self._client = httpx.AsyncClient(base_url=self.base_url + "/", headers=self._headers,
                                          timeout=self._timeout, transport=self._transport)
+        if not await self.refresh_models():
+            logger.warning("could not list the upstream's models; any model name is forwarded until it answers "
+                           "(retrying every %.0fs)", self.retry_s)
+        self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def refresh_models(self) -> bool:
+        """Ask the upstream for its model list and adopt it; False (list kept) when it does not answer."""
         try:
-            resp = await self._client.get("models")
+            resp = await self.client.get("models", timeout=min(self._timeout, 5.0))
             resp.raise_for_status()
             ids = tuple(m["id"] for m in resp.json().get("data", []) if isinstance(m, dict) and "id" in m)
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            logger.warning("could not list the upstream's models (%s); any model name will be forwarded", exc)
-            ids = ()
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            if self.upstream_ok:
+                logger.warning("the upstream %s does not answer its model list (%s)", self.base_url, exc)
+            self.upstream_ok = False
+            return False
+        if ids != self.info.model_ids:
+            logger.info("upstream models: %s", ", ".join(ids) or "(none listed: any name is forwarded)")
         self.info = BackendInfo(kind="proxy", model_ids=ids, watermarked=False, warning=self.info.warning)
+        self.upstream_ok = True
+        return True
+
+    async def check(self) -> bool:
+        """Readiness: the upstream answers its model list now (the list is refreshed as a side effect)."""
+        return await self.refresh_models()
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_s if self.upstream_ok else self.retry_s)
+            await self.refresh_models()
 
     async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.gather(self._refresher, return_exceptions=True)
+            self._refresher = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None

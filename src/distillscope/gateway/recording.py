@@ -131,7 +131,8 @@ def build_record(ctx: RequestContext, status: int, *, error: str | None = None, 
         prompt_tokens=reply.prompt_tokens if reply is not None else 0,
         completion_tokens=reply.completion_tokens if reply is not None else 0,
         latency_ms=(time.perf_counter() - ctx.t0) * 1000.0, error=error,
-        watermark_key_id=reply.watermark_key_id if reply is not None else None)
+        watermark_key_id=reply.watermark_key_id if reply is not None else None,
+        end_user=params.get("user") if isinstance(params.get("user"), str) else None)
 
 
 def _observe_guards(state: GatewayState, record: RequestRecord) -> None:

@@ -24,12 +24,16 @@ from sqlalchemy.engine import Engine
 
 from distillscope.errors import ConfigError, GatewayError
 from distillscope.gateway.db import as_utc, utcnow
+from distillscope.gateway.tables import account_usage as t_usage
 from distillscope.gateway.tables import request_log as t_log
+from distillscope.gateway.textcheck import has_surrogate, replace_surrogates
 from distillscope.progress import Progress, ProgressTask, ensure_progress
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMATS = ("parquet", "jsonl")
+EXPORT_FORMATS = ("parquet", "jsonl", "csv")
+# The export format a file suffix names (``logs export x.csv`` writes CSV).
+EXPORT_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}
 EXPORT_CHUNK_ROWS = 5_000
 RETENTION_BATCH_ROWS = 5_000
 
@@ -41,7 +45,7 @@ EXPORT_SCHEMA = pa.schema([
     ("logprobs", pa.int64()), ("logit_bias", pa.bool_()), ("stream", pa.bool_()), ("prompt", pa.string()),
     ("completion", pa.string()), ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
     ("latency_ms", pa.float64()), ("status", pa.int64()), ("error", pa.string()),
-    ("watermark_key_id", pa.string()),
+    ("watermark_key_id", pa.string()), ("end_user", pa.string()),
 ])
 
 
@@ -71,6 +75,7 @@ class RequestRecord:
     latency_ms: float | None = None
     error: str | None = None
     watermark_key_id: str | None = None
+    end_user: str | None = None  # the OpenAI ``user`` field: a reseller's end user
 
 
 _COLUMNS = [f.name for f in fields(RequestRecord)]
@@ -105,6 +110,8 @@ def _clean(name: str, value: Any) -> Any:
     if not isinstance(value, str):
         return value
     value = value.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
+    if has_surrogate(value):  # nor can any UTF-8 column hold a lone surrogate
+        value = replace_surrogates(value)
     limit = _MAX_LEN.get(name)
     return value[:limit] if limit else value
 
@@ -120,6 +127,33 @@ def _to_row(record: RequestRecord) -> dict[str, Any]:
     row["params"] = json.dumps(record.params or {}, sort_keys=True, default=str)
     row["logprobs"] = int(record.logprobs or 0)
     return row
+
+
+def _period(ts: datetime) -> str:
+    """The UTC month of ``ts`` as ``YYYY-MM`` (the budget period)."""
+    return as_utc(ts).strftime("%Y-%m")
+
+
+def _usage_increments(rows: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[int, int, int]]:
+    out: dict[tuple[str, str], tuple[int, int, int]] = {}
+    for row in rows:
+        if not row["account_id"]:
+            continue
+        key = (row["account_id"], _period(row["ts"]))
+        n, pt, ct = out.get(key, (0, 0, 0))
+        out[key] = (n + 1, pt + int(row["prompt_tokens"] or 0), ct + int(row["completion_tokens"] or 0))
+    return out
+
+
+def _usage_upsert(dialect: str, account_id: str, period: str, n: int, pt: int, ct: int) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert
+    stmt = insert(t_usage).values(account_id=account_id, period=period, requests=n, prompt_tokens=pt,
+                                  completion_tokens=ct)
+    return stmt.on_conflict_do_update(index_elements=["account_id", "period"], set_={
+        "requests": t_usage.c.requests + n, "prompt_tokens": t_usage.c.prompt_tokens + pt,
+        "completion_tokens": t_usage.c.completion_tokens + ct})
 
 
 def _from_row(row: Any) -> RequestRecord:
@@ -148,10 +182,37 @@ class RequestLog:
         self.engine = engine
 
     def write(self, record: RequestRecord) -> None:
-        """Insert one row and commit before returning."""
-        row = _to_row(record)
+        """Insert one row (and count it in ``account_usage``) and commit before returning."""
+        self.write_many([record])
+
+    def write_many(self, records: list[RequestRecord]) -> None:
+        """Insert rows in one transaction (one commit, one disk flush), counting them per account and
+        month in ``account_usage``; all or none are committed before this returns."""
+        rows = [_to_row(r) for r in records]
+        if not rows:
+            return
         with self.engine.begin() as conn:
-            conn.execute(t_log.insert().values(**row))
+            conn.execute(t_log.insert(), rows)
+            for (account_id, period), (n, pt, ct) in _usage_increments(rows).items():
+                conn.execute(_usage_upsert(conn.dialect.name, account_id, period, n, pt, ct))
+
+    def month_usage(self, account_id: str, when: datetime | None = None) -> UsageSummary:
+        """Requests and tokens of ``account_id`` in the UTC month of ``when`` (default: now)."""
+        period = _period(as_utc(when) if when is not None else utcnow())
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(t_usage).where(t_usage.c.account_id == account_id,
+                                                      t_usage.c.period == period)).first()
+        return UsageSummary(account_id=account_id, requests=int(r.requests) if r else 0, accepted=0, rejected=0,
+                            prompt_tokens=int(r.prompt_tokens) if r else 0,
+                            completion_tokens=int(r.completion_tokens) if r else 0, first_ts=None, last_ts=None)
+
+    def monthly_usage(self, period: str | None = None) -> list[dict[str, Any]]:
+        """``account_usage`` rows (all months, or one ``YYYY-MM``), newest month first."""
+        q = sa.select(t_usage).order_by(t_usage.c.period.desc(), t_usage.c.account_id)
+        if period is not None:
+            q = q.where(t_usage.c.period == period)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
 
     def query(self, *, since: datetime | None = None, until: datetime | None = None,
               account_id: str | None = None, key_id: str | None = None, limit: int | None = 1000
@@ -190,7 +251,7 @@ class RequestLog:
                 for r in rows]
 
     def export(self, path: str | Path, *, since: datetime | None = None, until: datetime | None = None,
-               format: Literal["parquet", "jsonl"] = "parquet", progress: Progress | None = None,
+               format: Literal["parquet", "jsonl", "csv"] = "parquet", progress: Progress | None = None,
                account_id: str | None = None) -> int:
         """Write rows in ``[since, until)`` (of one account if ``account_id``) to ``path``, streamed in
         chunks; returns the row count.
@@ -199,7 +260,7 @@ class RequestLog:
         ``progress`` advances by the rows written.
         """
         if format not in EXPORT_FORMATS:
-            raise ConfigError(f"export format {format!r} is not supported", hint="use parquet or jsonl",
+            raise ConfigError(f"export format {format!r} is not supported", hint="use parquet, jsonl or csv",
                               code="invalid_format")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +268,7 @@ class RequestLog:
         os.close(fd)
         tmp = Path(tmp_name)
         try:
-            writer = _write_parquet if format == "parquet" else _write_jsonl
+            writer = {"parquet": _write_parquet, "jsonl": _write_jsonl, "csv": _write_csv}[format]
             with ensure_progress(progress).task(f"exporting to {path.name}",
                                                 total=self.count(since=since, until=until,
                                                                  account_id=account_id)) as task:
@@ -303,4 +364,16 @@ def _write_jsonl(path: Path, chunks: Iterator[list[dict[str, Any]]]) -> int:
             n += len(rows)
         fh.flush()
         os.fsync(fh.fileno())
+    return n
+
+
+def _write_csv(path: Path, chunks: Iterator[list[dict[str, Any]]]) -> int:
+    """CSV with a header row; nulls are empty fields, ``ts`` is ISO 8601 UTC."""
+    import pyarrow.csv as pacsv
+
+    n = 0
+    with pacsv.CSVWriter(str(path), EXPORT_SCHEMA) as writer:
+        for rows in chunks:
+            writer.write_table(pa.Table.from_pylist(rows, schema=EXPORT_SCHEMA))
+            n += len(rows)
     return n

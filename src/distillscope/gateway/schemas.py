@@ -10,27 +10,49 @@ are accepted.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from annotated_types import Ge, Le
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 MAX_TOP_LOGPROBS = 20
 
 
+def _integral(value: Any) -> Any:
+    """JSON has one number type: ``6.0`` is the integer 6 (JSON Schema agrees), ``6.5`` stays a float."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer as JSON Schema means it: 6 and 6.0, never true, "6" or 6.5.
+JsonInt = Annotated[int, Strict(), BeforeValidator(_integral)]
+
+
+def json_int(ge: int | None = None, le: int | None = None) -> Any:
+    """:data:`JsonInt` in ``[ge, le]`` (bounds given this way reach the JSON Schema as minimum/maximum)."""
+    bounds = [b for b in (Ge(ge) if ge is not None else None, Le(le) if le is not None else None) if b]
+    # The bounds come before the validator, or pydantic leaves them out of the JSON Schema.
+    return Annotated[int, Strict(), *bounds, BeforeValidator(_integral)]
+
+# strict: JSON types as declared ("n": "3", "top_k": true, "max_tokens": 1.5 are refused, like OpenAI does).
+_CONFIG = ConfigDict(extra="allow", strict=True)
+
+
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = _CONFIG
 
 
 class TextPart(BaseModel):
     """One part of a multi-part message ``content`` (only text parts are served)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = _CONFIG
     type: Literal["text"] = "text"
     text: str
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = _CONFIG
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Union[str, list[TextPart], None] = None
     name: str | None = None
@@ -44,49 +66,33 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = _CONFIG
     include_usage: bool = False
 
 
-Stop = Union[str, list[str], None]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+Stop = Union[NonEmptyStr, Annotated[list[NonEmptyStr], Field(max_length=4)], None]
+# Token ids (as strings, like OpenAI) to a bias in [-100, 100].
+LogitBias = dict[Annotated[str, Field(pattern=r"^[0-9]+$")], Annotated[float, Field(ge=-100.0, le=100.0)]]
 
 
 class _SamplingFields(_Body):
     model: str = Field(min_length=1, description="Model id from /v1/models.")
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=-1, description="vLLM extension; -1 or 0 = off.")
-    n: int = Field(default=1, ge=1)
-    stop: Stop = Field(default=None, description="Up to 4 stop sequences.")
-    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
+    top_k: json_int(ge=-1) | None = Field(default=None, description="vLLM extension; -1 or 0 = off.")
+    n: json_int(ge=1) = Field(default=1)
+    stop: Stop = Field(default=None, description="Up to 4 non-empty stop sequences.")
+    seed: json_int(ge=-(2**63), le=2**63 - 1) | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
-    logit_bias: dict[str, float] | None = None
+    logit_bias: LogitBias | None = Field(default=None, description="Token id -> bias in [-100, 100] (proxy mode "
+                                                                   "only; the local teacher refuses it).")
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     return_tokens_as_token_ids: bool = Field(
         default=False, description="vLLM extension: render log-prob tokens as 'token_id:<id>'.")
-
-    @field_validator("stop")
-    @classmethod
-    def _check_stop(cls, v: Stop) -> Stop:
-        items = [v] if isinstance(v, str) else (v or [])
-        if len(items) > 4:
-            raise ValueError("at most 4 stop sequences are allowed")
-        if any(s == "" for s in items):
-            raise ValueError("stop sequences must not be empty")
-        return v
-
-    @field_validator("logit_bias")
-    @classmethod
-    def _check_bias(cls, v: dict[str, float] | None) -> dict[str, float] | None:
-        for key, bias in (v or {}).items():
-            if not key.strip().isdigit():
-                raise ValueError(f"logit_bias keys must be token ids, got {key!r}")
-            if not -100.0 <= bias <= 100.0:
-                raise ValueError("logit_bias values must lie in [-100, 100]")
-        return v
 
     def stop_list(self) -> tuple[str, ...]:
         if self.stop is None:
@@ -105,10 +111,10 @@ class ChatCompletionRequest(_SamplingFields):
     """Body of ``POST /v1/chat/completions``."""
 
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: json_int(ge=1) | None = None
+    max_completion_tokens: json_int(ge=1) | None = None
     logprobs: bool = False
-    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    top_logprobs: json_int(ge=0, le=MAX_TOP_LOGPROBS) | None = None
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
@@ -127,19 +133,13 @@ class ChatCompletionRequest(_SamplingFields):
 class CompletionRequest(_SamplingFields):
     """Body of ``POST /v1/completions`` (text prompts; token-id prompts are not accepted)."""
 
-    prompt: Union[str, list[str]] = Field(description="A prompt or a list of prompts.")
-    max_tokens: int | None = Field(default=16, ge=1)
-    logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    prompt: Union[str, Annotated[list[str], Field(min_length=1)]] = Field(
+        description="A prompt or a non-empty list of prompts.")
+    max_tokens: json_int(ge=1) | None = 16
+    logprobs: json_int(ge=0, le=MAX_TOP_LOGPROBS) | None = None
     echo: bool = False
     suffix: str | None = None
-    best_of: int | None = Field(default=None, ge=1)
-
-    @field_validator("prompt")
-    @classmethod
-    def _check_prompt(cls, v: str | list[str]) -> str | list[str]:
-        if isinstance(v, list) and not v:
-            raise ValueError("prompt list must not be empty")
-        return v
+    best_of: json_int(ge=1) | None = None
 
     def prompts(self) -> list[str]:
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)

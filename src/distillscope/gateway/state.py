@@ -24,9 +24,11 @@ class GatewayConfig:
 
     max_tokens_cap: largest ``max_tokens`` a request may ask for (more is a 400).
     default_max_tokens: ``max_tokens`` of chat requests that do not set it.
-    max_prompt_chars: largest prompt (all messages / all prompts, in characters); more is a 413.
+    max_prompt_chars: largest prompt (all messages / all prompts, in characters); more is a 400.
     max_choices: largest ``n`` × number of prompts in one request (more is a 400).
     max_body_bytes: largest request body (more is a 413, before it is parsed).
+    admin_max_failures: wrong admin tokens one address may send per minute before the admin API
+        blocks it (403 ``admin_auth_blocked``) for the rest of that minute; 0 = never block.
     batching: how the local teacher batches concurrent requests.
     """
 
@@ -35,6 +37,7 @@ class GatewayConfig:
     max_prompt_chars: int = 32_000
     max_choices: int = 16
     max_body_bytes: int = 1_000_000
+    admin_max_failures: int = 10
     batching: BatchingConfig = field(default_factory=BatchingConfig)
 
     def __post_init__(self) -> None:
@@ -43,6 +46,8 @@ class GatewayConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"gateway setting {name}={value!r} must be a positive integer")
+        if not isinstance(self.admin_max_failures, int) or self.admin_max_failures < 0:
+            raise ConfigError(f"gateway setting admin_max_failures={self.admin_max_failures!r} must be 0 or more")
         if self.default_max_tokens > self.max_tokens_cap:
             raise ConfigError(f"default_max_tokens ({self.default_max_tokens}) exceeds max_tokens_cap "
                               f"({self.max_tokens_cap})", hint="lower default_max_tokens or raise the cap")

@@ -27,6 +27,8 @@ accounts = sa.Table(
     sa.Column("throttle_factor", sa.Float, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # Tokens (prompt + completion) the account may use per UTC month; NULL: no budget.
+    sa.Column("monthly_token_budget", sa.BigInteger, nullable=True),
 )
 
 api_keys = sa.Table(
@@ -39,6 +41,7 @@ api_keys = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),   # NULL: never expires
 )
 
 enforcement_audit = sa.Table(
@@ -81,11 +84,31 @@ request_log = sa.Table(
     sa.Column("status", sa.Integer, nullable=False),
     sa.Column("error", sa.String(64), nullable=True),
     sa.Column("watermark_key_id", sa.String(64), nullable=True),
+    # The OpenAI `user` field: the end user of a reseller (the account), as the client sent it.
+    sa.Column("end_user", sa.String(256), nullable=True),
     # The queries the product runs: per key / per account over a time range, and by time.
     sa.Index("ix_request_log_key_ts", "key_id", "ts"),
     sa.Index("ix_request_log_account_ts", "account_id", "ts"),
     sa.Index("ix_request_log_ts", "ts"),
     sa.Index("ix_request_log_client_ip_ts", "client_ip", "ts"),
+    sa.Index("ix_request_log_account_end_user_ts", "account_id", "end_user", "ts"),
+)
+
+# Requests and tokens per account and UTC month ("2026-12"), counted with each log row.
+account_usage = sa.Table(
+    "account_usage", metadata,
+    sa.Column("account_id", sa.String(32), primary_key=True),
+    sa.Column("period", sa.String(7), primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("prompt_tokens", sa.BigInteger, nullable=False),
+    sa.Column("completion_tokens", sa.BigInteger, nullable=False),
+)
+
+# A growing sequence of key/account state changes: workers poll its maximum to drop cached keys.
+key_state_changes = sa.Table(
+    "key_state_changes", metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("target_id", sa.String(64), nullable=False),
 )
 
 # Shared state of the database rate limiter (token buckets and concurrency leases).
