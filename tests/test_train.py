@@ -135,7 +135,7 @@ def test_demo_act_quick(tmp_path):
 
     ctx = DemoContext(settings=load_settings(), workdir=tmp_path, quick=True)
     res = act(ctx)
-    assert [r[1] for r in res.rows] == ["teacher", "student"]
+    assert [r[1] for r in res.rows] == ["teacher", "student"]          # --quick: a fresh student, no "base" row
     assert (ctx.artifacts["student_path"] / "config.json").is_file()
     assert ctx.artifacts["train_result"].mode == "kd" and ctx.artifacts["train_result"].steps >= 1
     again = ctx.artifacts["train_fn"](ctx.artifacts["harvest_store"], tmp_path / "control", mode="sft", max_steps=1)

@@ -110,18 +110,36 @@ def eval_command(
     student: str = typer.Argument(..., help="Student: an HF model directory (e.g. from `distillscope train`)."),
     store: Path = typer.Option(..., "--store", help="Harvest store; its held-out records are scored."),
     teacher: Optional[str] = typer.Option(None, help="Teacher spec or directory [default: the teacher setting]."),
+    baseline: Optional[str] = typer.Option(None, help="The student before training (e.g. gemma3-270m), scored "
+                                                      "as 'base' [default: the student's pretrained base, if any]."),
+    compare: list[str] = typer.Option([], "--compare", help="More students to score, as ROLE=DIR "
+                                                            "(e.g. sft=runs/student-sft); repeatable."),
     max_records: int = typer.Option(64, help="Score at most this many held-out records."),
     tasks_per_category: int = typer.Option(30, help="Built-in task items per category (4 categories)."),
     max_new_tokens: int = typer.Option(24, help="Tokens generated per task answer."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here."),
 ) -> None:
-    """Compare a student with its teacher: answer perplexity, top-1 agreement, task accuracy, cost."""
+    """Compare a student with its teacher (and its base model before training): answer perplexity,
+    top-1 agreement, task accuracy, instruction following, cost."""
     from distillscope.distill.evaluation import EvalReport, evaluate
     from distillscope.distill.tasks import builtin_tasks
 
     settings = state(ctx).settings()
     _quiet_transformers()
-    report = evaluate(student, teacher or settings.teacher, store, max_records=max_records,
+    from distillscope.errors import ConfigError
+
+    others = []
+    for item in compare:
+        role, sep, path = item.partition("=")
+        if not sep or not role or not path:
+            raise ConfigError(f"--compare {item!r} is not ROLE=DIR", hint="e.g. --compare sft=runs/student-sft")
+        others.append((role, path))
+    if baseline is None:
+        cfg_path = Path(student) / "distill_config.json"
+        base = json.loads(cfg_path.read_text()).get("student") if cfg_path.is_file() else None
+        baseline = base if base and base != "llama" else None
+    report = evaluate(student, teacher or settings.teacher, store, baseline=baseline, others=others,
+                      max_records=max_records,
                       tasks=builtin_tasks(tasks_per_category), max_new_tokens=max_new_tokens, settings=settings,
                       progress=RichProgress(transient=True))
     print_table(f"student vs teacher: {report.heldout_records} held-out answers ({report.answer_tokens:,} tokens), "

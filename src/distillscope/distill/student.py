@@ -253,8 +253,12 @@ def build_student(spec: str, tokenizer: Any, *, hidden_size: int = 256, layers: 
     from transformers import LlamaConfig, LlamaForCausalLM
 
     if not is_fresh(spec):
-        from distillscope.teacher.loading import _from_directory
+        from distillscope.teacher.loading import _from_directory, _tiny_seed
 
+        if _tiny_seed(spec) is not None:      # tiny[:SEED]: a random-init 'pretrained' model (tests, --quick)
+            from distillscope.teacher import load_model
+
+            return load_model(spec, settings=settings, dtype="float32").model.train()
         directory = student_source(spec, settings)
         return _from_directory(directory, spec, torch.float32)
     if hidden_size % heads:
