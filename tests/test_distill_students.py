@@ -247,3 +247,13 @@ def test_bad_student_options_are_rejected(tmp_path, store, bad):
     with pytest.raises(ConfigError):
         DistillConfig(store=store, output_dir=tmp_path / "o", **({"student": "x"} if "train_top_layers" in bad
                                                                    else {}), **bad)
+
+
+def test_gradient_checkpointing_with_lora_trains(tmp_path, store, pretrained):
+    from distillscope.distill.training import checkpointing_field
+
+    res = train(DistillConfig(store=store, output_dir=tmp_path / "gc", student=str(pretrained), lora_r=4, max_steps=6,
+                              learning_rate=1e-2, **checkpointing_field(True), **FAST))
+    saved = json.loads((tmp_path / "gc" / "distill_config.json").read_text())
+    assert res.steps == 6 and res.history[-1].loss < res.history[0].loss
+    assert saved.get("activation_checkpointing", saved.get("gradient_checkpointing")) is True
