@@ -65,3 +65,25 @@ def test_builtin_answers_score_and_option_lists_do_not():
         assert score_answer(item, f"The answer is {item.answers[0]}."), item
         if item.kind == "choice":
             assert not score_answer(item, " or ".join(item.options)), item
+
+
+@pytest.mark.parametrize("item,reply", [
+    (CAPITAL, "I have been to Paris and to Lyon, which one do you mean?"), (CAPITAL, "Not Paris."),
+    (SUM, "I think 25 is wrong: it is 26"), (SUM, "Between 20 and 25, maybe 30"),
+    (EVEN, "No idea, yes maybe"), (LARGER, "Both 12 and 45 are numbers"),
+])
+def test_an_answer_that_merely_contains_the_target_is_rejected(item, reply):
+    assert item.answers[0].lower() in reply.lower()
+    assert score_answer(item, reply) is False
+
+
+@pytest.mark.parametrize("item,reply,ok", [
+    (SUM, "25", True), (SUM, " 26.", True), (SUM, "The answer is 25.", False), (SUM, "25\nUser: more", False),
+    (EVEN, "Yes.", True), (EVEN, "no", True), (EVEN, "Yes, 14 is even.", False),
+    (CAPITAL, "Paris", True), (CAPITAL, "Buenos Aires.", True), (CAPITAL, "The capital of France is Paris.", False),
+    (LARGER, "45", True), (LARGER, "45 is larger", False), (SUM, "", False),
+])
+def test_instruction_following_is_the_requested_form(item, reply, ok):
+    from distillscope.distill.tasks import follows_instruction
+
+    assert follows_instruction(item, reply) is ok

@@ -129,12 +129,37 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "not a harvest store" in err and "mode 'rl'" in err and "Traceback" not in err
 
 
-def test_student_with_other_tokenizer_gets_no_agreement(setup, tmp_path):
+def test_student_with_other_tokenizer_is_scored_per_teacher_token_at_aligned_positions(setup, tmp_path):
     tok, records = setup
     other = make_tokenizer(tmp_path / "other", vocab_size=300, corpus_extra=("zebra quantum " * 20,))
     tasks = [TaskItem("logic", "Is 3 greater than 2?", ("yes",))]
     report = evaluate((FakeLM(len(other), other, oracle=False), other), (FakeLM(len(tok), tok, oracle=True), tok),
                       records, tasks=tasks)
     student = report.models[1]
-    assert student.top1_agreement is None                      # no shared token space to compare in
-    assert student.perplexity == pytest.approx(len(other), rel=1e-4)   # scored on its own re-tokenisation
+    from distillscope.distill.evaluation import heldout_records
+    from distillscope.distill.kd_data import align_by_offsets
+
+    held = heldout_records(records, 0.1, 64)
+    n_teacher = sum(len(r["token_ids"]) for r in held)
+    n_student = sum(len(align_by_offsets(tok, r["token_ids"], other).student_ids) for r in held)
+    # a uniform student: total NLL = n_student * log V, per teacher token (comparable across tokenizers)
+    assert student.perplexity == pytest.approx(math.exp(n_student * math.log(len(other)) / n_teacher), rel=1e-4)
+    # agreement at character-aligned positions; the uniform student always predicts token 0
+    assert student.top1_agreement is not None and student.top1_agreement < 0.2
+
+
+def test_before_sft_kd_and_teacher_rows_with_format_and_speed(setup):
+    tok, records = setup
+    tasks = [TaskItem("logic", "Is 3 greater than 2? Answer yes or no.", ("yes",)),
+             TaskItem("arithmetic", "What is 2 + 2? Answer with just the number.", ("4",))]
+    report = evaluate((FakeLM(len(tok), tok, oracle=True, reply="yes"), tok),
+                      (FakeLM(len(tok), tok, oracle=True, reply="yes"), tok), records, tasks=tasks,
+                      baseline=(FakeLM(len(tok), tok, oracle=False, reply="Well, let me think"), tok),
+                      others=[("sft", (FakeLM(len(tok), tok, oracle=True, reply="yes"), tok))])
+    assert [m.role for m in report.models] == ["teacher", "base", "sft", "student"]
+    base, student = report.by_role("base"), report.by_role("student")
+    assert base.instruction_following == 0.0 and student.instruction_following == 0.5   # "yes" fits the yes/no item only
+    assert student.task_accuracy == 0.5                                                  # right on the yes/no item
+    assert report.by_role("teacher").speed_vs_teacher is None and student.speed_vs_teacher > 0
+    assert base.perplexity > student.perplexity
+    assert len(report.rows()[0]) == len(report.COLUMNS)

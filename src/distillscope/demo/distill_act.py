@@ -1,5 +1,6 @@
 """Demo act: the rival distils the teacher. Harvest a few hundred answers with top-k
-log-probabilities, train a small student on CPU, and compare it with the teacher.
+log-probabilities, fine-tune its own pretrained base model (Gemma-3-270M, LoRA, cross-tokenizer KD)
+on CPU, and compare it before and after with the teacher.
 
 Harvesting goes through the running gateway when an earlier act left one
 (``ctx.artifacts["gateway_url"]`` and an account store in ``["gateway_admin"]`` to create a key
@@ -23,14 +24,15 @@ logger = logging.getLogger(__name__)
 
 HARVEST_ACCOUNT = "distill-demo"   # the rival's account on the demo gateway (the audit exports its log)
 
-# The rival trains to convergence: many passes over the harvest at a high learning rate, so the student
-# learns the teacher's (watermarked) next-token distribution and not just its unigram statistics; three
-# epochs leave a from-scratch student that the audit rightly cannot tell from an independent model.
-# ``train_seconds`` is only a safety stop: the demo's verdict should not depend on the machine's load.
-FULL = dict(prompts=160, max_tokens=48, logprobs=5, concurrency=32, student=dict(hidden_size=256, layers=4, heads=4),
-            epochs=16.0, learning_rate=2e-3, train_seconds=900.0, tasks_per_category=10)
+# The realistic rival: its own pretrained base model (Gemma-3-270M base, another tokenizer than the
+# teacher's, no chat template: it learns the plain User:/Assistant: format) with LoRA adapters, trained by
+# cross-tokenizer top-k KD on the harvest. Two passes at a LoRA learning rate; ``train_seconds`` is a
+# safety stop on a loaded machine. ``--quick`` keeps a tiny from-scratch student.
+FULL = dict(prompts=160, max_tokens=48, logprobs=5, concurrency=32,
+            student=dict(student="gemma3-270m", lora_r=16), baseline="gemma3-270m",
+            epochs=2.0, learning_rate=5e-4, train_seconds=420.0, tasks_per_category=10)
 QUICK = dict(prompts=24, max_tokens=16, logprobs=5, concurrency=8, student=dict(hidden_size=32, layers=2, heads=2),
-             epochs=2.0, learning_rate=None, train_seconds=10.0, tasks_per_category=1)
+             baseline=None, epochs=2.0, learning_rate=None, train_seconds=10.0, tasks_per_category=1)
 
 
 def train_student(store: str | Path, out: str | Path, *, quick: bool = False, progress: Any = None,
@@ -39,10 +41,19 @@ def train_student(store: str | Path, out: str | Path, *, quick: bool = False, pr
     from distillscope.distill.training import DistillConfig, train
 
     plan = QUICK if quick else FULL
-    base = dict(mode="kd", epochs=plan["epochs"], learning_rate=plan["learning_rate"],
-                max_seconds=plan["train_seconds"], max_length=256, batch_size=8, save_steps=10_000, logging_steps=5,
-                **plan["student"])
+    base = dict(mode="kd", num_train_epochs=plan["epochs"], learning_rate=plan["learning_rate"],
+                max_seconds=plan["train_seconds"], max_length=256, per_device_train_batch_size=8, save_steps=10_000,
+                logging_steps=5, **plan["student"])
     return train(DistillConfig(store=str(store), output_dir=str(out), **{**base, **fields}), progress=progress)
+
+
+def _student_words(result: Any) -> str:
+    from distillscope.distill.evaluation import format_parameters
+
+    if result.student == "llama":
+        return f"a {format_parameters(result.parameters)}-parameter student from scratch"
+    return (f"{result.student} ({format_parameters(result.parameters)} parameters, "
+            f"{format_parameters(result.trainable_parameters)} trained)")
 
 
 def _gateway_key(ctx: DemoContext) -> str | None:
@@ -125,7 +136,7 @@ def _harvest_in_process(ctx: DemoContext, prompts: list, store: Path, plan: dict
 
 def act(ctx: DemoContext) -> ActResult:
     from distillscope.distill import PromptGenerator
-    from distillscope.distill.evaluation import EvalReport, evaluate, format_parameters
+    from distillscope.distill.evaluation import EvalReport, evaluate
     from distillscope.distill.tasks import builtin_tasks
 
     plan = QUICK if ctx.quick else FULL
@@ -140,15 +151,18 @@ def act(ctx: DemoContext) -> ActResult:
     harvest_s = time.perf_counter() - t0
     result = train_student(store, out, quick=ctx.quick, progress=ctx.reporter)
     teacher = ctx.artifacts.get("teacher_loaded") or ("tiny" if ctx.quick else ctx.settings.teacher)
-    report = evaluate(str(out), teacher, store, tasks=builtin_tasks(plan["tasks_per_category"]),
-                      max_records=32, settings=ctx.settings, progress=ctx.reporter)
+    report = evaluate(str(out), teacher, store, baseline=plan["baseline"],
+                      tasks=builtin_tasks(plan["tasks_per_category"]), max_records=32, settings=ctx.settings,
+                      progress=ctx.reporter)
     ctx.artifacts.update(harvest_store=store, student_path=out, train_result=result, eval_report=report,
                          train_fn=functools.partial(train_student, quick=ctx.quick))
     notes = (f"harvested {result.train_records + result.heldout_records} answers with top-{plan['logprobs']} "
              f"log-probs through {via} in {harvest_s:.0f}s",
-             f"trained a {format_parameters(result.parameters)}-parameter student from scratch ({result.mode}, "
-             f"{result.epochs:.0f} epochs, {result.steps} steps) on "
+             f"trained {_student_words(result)} ({result.mode}"
+             f"{f', {result.kd_loss}, {result.kd_alignment}-aligned' if result.mode == 'kd' else ''}, "
+             f"{result.epochs:.1f} epochs, {result.steps} steps) on "
              f"{result.teacher_tokens:,} teacher tokens in {result.seconds:.0f}s "
              f"({result.tokens_per_second:,.0f} tokens/s); student in {out}")
-    return ActResult("4. Distillation: a student trained on the teacher's answers", EvalReport.COLUMNS,
+    return ActResult("4. Distillation: a student trained on the teacher's answers (before and after)",
+                     EvalReport.COLUMNS,
                      tuple(report.rows()), notes)

@@ -25,7 +25,7 @@ from distillscope.distill.tasks import TaskItem, builtin_tasks
 
 # Heavy names (torch / transformers / TRL) load on first use (PEP 562).
 _LAZY = {
-    "DistillConfig": "training", "DistillTrainer": "training", "TrainResult": "training", "train": "training",
+    "DistillConfig": "config", "DistillTrainer": "training", "TrainResult": "training", "train": "training",
     "EvalReport": "evaluation", "ModelEval": "evaluation", "evaluate": "evaluation",
     "KD_LOSSES": "losses", "topk_forward_kl": "losses", "topk_reverse_kl": "losses", "topk_jsd": "losses",
 }

@@ -142,15 +142,34 @@ def prompt_messages(rec: dict[str, Any]) -> list[dict[str, str]]:
     return [{"role": "user", "content": rec["prompt"]}]
 
 
-def encode_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+PROMPT_FORMATS = ("auto", "chat", "plain")
+"""``auto``: the tokenizer's chat template, or the plain format when it has none; ``chat``: the chat
+template (an error when there is none); ``plain``: always the plain format."""
+
+
+def encode_prompt(tokenizer: Any, messages: list[dict[str, str]], prompt_format: str = "auto") -> list[int]:
     """Prompt ids exactly as the teacher runtime builds them: the chat template (with the
-    generation prompt) when the tokenizer has one, else the teacher's plain-text chat format."""
-    if getattr(tokenizer, "chat_template", None):
+    generation prompt) when the tokenizer has one, else the plain format of
+    :func:`distillscope.teacher.fallback_chat_text` (``User: ...`` lines, then ``Assistant:``, with the
+    tokenizer's special tokens, e.g. Gemma's ``<bos>``)."""
+    if prompt_format != "plain" and getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
     from distillscope.teacher import fallback_chat_text
 
     return list(tokenizer(fallback_chat_text(messages), add_special_tokens=True)["input_ids"])
+
+
+def plain_chat_template(tokenizer: Any) -> str:
+    """A Jinja chat template that renders the plain format byte for byte, including the special
+    tokens the tokenizer itself prepends, so a student trained on the plain format and saved with this
+    template is prompted the same way by every chat-template user (the gateway, the audit, vLLM)."""
+    bare = tokenizer("x", add_special_tokens=False)["input_ids"]
+    full = tokenizer("x", add_special_tokens=True)["input_ids"]
+    prefix = tokenizer.decode(full[:len(full) - len(bare)]) if full[-len(bare):] == bare else ""
+    head = "{{ " + json.dumps(prefix) + " }}" if prefix else ""
+    return (head + "{% for m in messages %}{{ {'system': 'System', 'user': 'User', 'assistant': 'Assistant'}"
+            "[m['role']] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}")
 
 
 class TokenMapper:
@@ -295,7 +314,7 @@ class ExampleSet:
 
 
 def build_examples(records: Sequence[dict[str, Any]], tokenizer: Any, *, use_teacher_ids: bool,
-                   with_topk: bool, max_length: int) -> ExampleSet:
+                   with_topk: bool, max_length: int, prompt_format: str = "auto") -> ExampleSet:
     """Tokenise records into :class:`KDExample` objects.
 
     ``use_teacher_ids``: train on the record's ``token_ids`` (the tokenizer matches the
@@ -308,7 +327,7 @@ def build_examples(records: Sequence[dict[str, Any]], tokenizer: Any, *, use_tea
     examples: list[KDExample] = []
     skipped = teacher_tokens = 0
     for rec in records:
-        prompt = encode_prompt(tokenizer, prompt_messages(rec))
+        prompt = encode_prompt(tokenizer, prompt_messages(rec), prompt_format)
         answer = teacher_answer_ids(rec, mapper) if use_teacher_ids else None
         aligned = answer is not None
         if answer is None:
@@ -331,3 +350,104 @@ def build_examples(records: Sequence[dict[str, Any]], tokenizer: Any, *, use_tea
     if skipped:
         logger.warning("skipped %d record(s) whose prompt alone exceeds max_length=%d", skipped, max_length)
     return ExampleSet(tuple(examples), with_topk, skipped, teacher_tokens)
+
+
+def _prefix_starts(tokenizer: Any, ids: Sequence[int]) -> list[int]:
+    """Character offset at which each token starts: ``len(decode(ids[:i]))`` (exact for any
+    tokenizer, including byte-level ones whose single tokens are not valid text)."""
+    if not ids:
+        return []
+    texts = tokenizer.batch_decode([list(ids[:i]) for i in range(len(ids))], skip_special_tokens=True)
+    return [len(t) for t in texts]
+
+
+def _sorted_topk_values(rec: dict[str, Any]) -> list[list[float]] | None:
+    rows = rec.get("top_logprob_ids") if rec.get("top_logprob_ids") is not None else rec.get("top_logprobs")
+    if rows is None:
+        return None
+    return [sorted((float(lp) for _, lp in pos), reverse=True) for pos in rows]
+
+
+@dataclass(frozen=True)
+class CrossAlignment:
+    """How a teacher answer and its re-tokenisation by the student line up (one record)."""
+
+    text: str                        # the answer text both sides describe (the teacher ids decoded)
+    student_ids: tuple[int, ...]     # the student's tokens of ``text``
+    teacher_row: tuple[int, ...]     # per student token, the teacher top-k row at the same offset, or -1
+
+
+def align_by_offsets(teacher_tok: Any, teacher_ids: Sequence[int], student_tok: Any) -> CrossAlignment:
+    """Character-offset alignment of a teacher answer with the student's tokens of the same text.
+
+    Student token ``j`` (starting at character ``c_j``) is paired with teacher token ``i`` when the
+    teacher's token ``i`` starts at the same character: then both models predict the next piece of
+    text from the *same* prefix, so their next-token distributions describe the same event at
+    different granularities (the alignment of TRL's GOLD trainer, without its span merging).
+    Positions where the two tokenisations do not share a boundary are left out (``-1``).
+    """
+    text = teacher_tok.decode(list(teacher_ids), skip_special_tokens=True)
+    s_ids = list(student_tok(text, add_special_tokens=False)["input_ids"])
+    row_at: dict[int, int] = {}
+    for i, start in enumerate(_prefix_starts(teacher_tok, teacher_ids)):
+        row_at.setdefault(start, i)
+    rows = tuple(row_at.get(start, -1) for start in _prefix_starts(student_tok, s_ids))
+    return CrossAlignment(text, tuple(s_ids), rows)
+
+
+def build_cross_examples(records: Sequence[dict[str, Any]], tokenizer: Any, teacher_tokenizer: Any, *,
+                         max_length: int, prompt_format: str = "auto") -> ExampleSet:
+    """Examples for a student whose tokenizer differs from the teacher's (cross-tokenizer KD).
+
+    The answer is the teacher's tokens decoded with the teacher tokenizer and re-tokenised by the
+    student; each student position that shares a character boundary with a teacher token
+    (:func:`align_by_offsets`) carries that teacher row's top-k log-probabilities, *sorted* (only the
+    values matter to :func:`~distillscope.distill.losses.topk_uld`); the others are ``-inf`` rows
+    (cross-entropy only). The end-of-sequence target of an answer that stopped is aligned with the
+    teacher's row at the end of the text, when the teacher listed one.
+    """
+    t_mapper = TokenMapper(teacher_tokenizer)
+    eos = tokenizer.eos_token_id
+    examples: list[KDExample] = []
+    skipped = teacher_tokens = unaligned = 0
+    for rec in records:
+        prompt = encode_prompt(tokenizer, prompt_messages(rec), prompt_format)
+        t_ids = teacher_answer_ids(rec, t_mapper)
+        values = _sorted_topk_values(rec)
+        if t_ids is None or values is None or len(values) != len(t_ids):
+            unaligned += 1
+            answer, rows = list(tokenizer(rec["completion"], add_special_tokens=False)["input_ids"]), []
+            teacher_tokens += int((rec.get("usage") or {}).get("completion_tokens") or len(answer))
+        else:
+            al = align_by_offsets(teacher_tokenizer, t_ids, tokenizer)
+            answer, rows = list(al.student_ids), list(al.teacher_row)
+            teacher_tokens += len(t_ids)
+            if rec.get("finish_reason") == "stop" and eos is not None:
+                end = len(al.text)
+                starts = _prefix_starts(teacher_tokenizer, t_ids)
+                rows.append(next((i for i, s in enumerate(starts) if s == end), -1))
+        if rec.get("finish_reason") == "stop" and eos is not None and (not answer or answer[-1] != eos):
+            answer.append(eos)
+        room = max_length - len(prompt)
+        if room < 1:
+            skipped += 1
+            continue
+        answer = answer[:room]
+        k = max((len(v) for v in values), default=1) if values else 1
+        lps = np.full((len(answer), k), -math.inf, dtype=np.float32)
+        for j, row in enumerate(rows[:len(answer)]):
+            if row >= 0:
+                lps[j, :len(values[row])] = values[row]
+        examples.append(KDExample(rec["id"], tuple(prompt), tuple(answer), np.zeros((len(answer), k), np.int64), lps))
+    if skipped:
+        logger.warning("skipped %d record(s) whose prompt alone exceeds max_length=%d", skipped, max_length)
+    if unaligned:
+        logger.warning("%d record(s) have no teacher token ids or top-k rows to align: cross-entropy only", unaligned)
+    return ExampleSet(tuple(examples), True, skipped, teacher_tokens)
+
+
+def aligned_share(examples: Sequence[KDExample]) -> float:
+    """Share of answer positions that carry teacher top-k targets."""
+    total = sum(len(e.answer_ids) for e in examples)
+    with_rows = sum(int(np.isfinite(e.topk_logprobs).any(-1).sum()) for e in examples if e.topk_logprobs is not None)
+    return with_rows / total if total else 0.0

@@ -169,3 +169,41 @@ def answer_cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor, *,
                           ignore_index=-100)
     return F.cross_entropy(student_logits.reshape(-1, student_logits.shape[-1]).float(), labels.reshape(-1),
                            ignore_index=-100)
+
+
+def topk_uld(student_logits: torch.Tensor, topk_logprobs: torch.Tensor, mask: torch.Tensor,
+             temperature: float = 1.0, *, student_logprobs: torch.Tensor | None = None) -> torch.Tensor:
+    """Universal Logit Distillation (Boizard et al., 2024) against a teacher's top-k: the L1 distance
+    between the *sorted* probabilities of teacher and student, for a student with another tokenizer.
+
+    ULD compares the two distributions rank by rank, so it needs no shared vocabulary: the teacher's
+    ``K`` listed probabilities, sorted in decreasing order, against the student's ``K`` largest, plus
+    one tail bucket each (``1 - sum``), i.e. ``sum_r |p_(r) - q_(r)| + |p_tail - q_tail|``, averaged
+    over the masked positions. ``topk_logprobs``: ``[..., K]`` teacher log-probabilities in any order,
+    ``-inf`` for padding (a padded rank has probability 0). The positions are aligned beforehand by
+    character offsets (:func:`distillscope.distill.kd_data.build_cross_examples`). With ``T != 1`` the
+    student's logits are divided by ``T`` and the teacher's ``K + 1`` buckets tempered as buckets; the
+    loss is scaled by ``T**2`` like the other losses here. ``student_logits`` may be ``None`` when
+    ``student_logprobs`` is given.
+    """
+    m = mask.bool()
+    lps = topk_logprobs[m]
+    s_lp = student_logprobs[m] if student_logprobs is not None else \
+        student_log_probs(student_logits[m], temperature)
+    if lps.shape[0] == 0:
+        return s_lp.sum() * 0.0
+    k = lps.shape[-1]
+    valid = torch.isfinite(lps)
+    t_lp = torch.where(valid, lps.float(), torch.full_like(lps, PAD_LOGPROB, dtype=torch.float))
+    t_tail = torch.log(torch.clamp(1.0 - t_lp.exp().sum(-1), min=TAIL_FLOOR))
+    teacher = torch.cat([t_lp, t_tail.unsqueeze(-1)], dim=-1)
+    if temperature != 1.0:
+        teacher = torch.log_softmax(teacher / temperature, dim=-1)
+    t_top = teacher[..., :k].exp().sort(dim=-1, descending=True).values
+    t_rest = teacher[..., k].exp()
+    s_top = s_lp.topk(min(k, s_lp.shape[-1]), dim=-1).values.exp()
+    if s_top.shape[-1] < k:
+        s_top = torch.cat([s_top, s_top.new_zeros(*s_top.shape[:-1], k - s_top.shape[-1])], dim=-1)
+    s_rest = torch.clamp(1.0 - s_top.double().sum(-1), min=0.0).float()
+    values = (t_top - s_top).abs().sum(-1) + (t_rest - s_rest).abs()
+    return values.mean() * (temperature ** 2)

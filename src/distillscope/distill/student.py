@@ -105,21 +105,162 @@ def _unmapped_rate(tokenizer: Any, records: Sequence[dict[str, Any]]) -> float |
     return sum(mapper.lookup(s) is None for s in strings) / len(strings)
 
 
-def build_student(spec: str, tokenizer: Any, *, hidden_size: int = 256, layers: int = 4, heads: int = 4,
-                  intermediate_size: int | None = None, max_positions: int = 2048, seed: int = 0) -> Any:
-    """The student model: ``"llama"`` (a fresh small Llama with ``tokenizer``'s vocabulary) or an
-    HF causal-LM directory (loaded with its weights)."""
-    import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+FRESH = "llama"
+"""The student spec of a fresh small Llama (sized by hidden_size / layers / heads)."""
 
-    if spec != "llama":
-        if not (Path(spec) / "config.json").is_file():
-            raise ModelError(f"student {spec!r} is neither 'llama' nor an HF model directory with config.json",
-                             hint="use --student llama (sized by --hidden-size/--layers/--heads) or a model dir")
-        try:
-            return AutoModelForCausalLM.from_pretrained(spec, dtype=torch.float32)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load the student model from {spec}: {exc}") from exc
+
+def is_fresh(spec: str) -> bool:
+    return spec == FRESH
+
+
+def student_source(spec: str, settings: Any = None) -> Path:
+    """The HF directory of a pretrained student spec (a bundled name such as ``gemma3-270m``, a GGUF
+    file or an HF directory), converting a bundled GGUF model once into the model cache."""
+    from distillscope.teacher.loading import model_directory
+
+    return model_directory(spec, settings)
+
+
+def pretrained_parameters(directory: Path) -> tuple[int, Any]:
+    """(parameter count, config) of the causal LM in ``directory``, counted on the meta device
+    (no weights are read)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the student's config in {directory}: {exc}") from exc
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return count_parameters(model), config
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes a training run needs, estimated before any weight is loaded."""
+
+    parameters: int
+    trainable: int
+    weights: int          # float32 weights
+    optimizer: int        # gradients + AdamW moments of the trainable parameters (float32)
+    activations: int      # a rough bound for one batch
+    available: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.optimizer + self.activations
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (``MemAvailable`` of /proc/meminfo; 16 GiB when unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 16 << 30
+
+
+def estimate_memory(parameters: int, config: Any, *, trainable: int, batch_size: int, max_length: int,
+                    vocab_kept: int | None = None, checkpointing: bool = False,
+                    available: int | None = None) -> MemoryEstimate:
+    """Float32 weights, gradients and AdamW state of the trainable part, and a rough activation bound
+    (per layer ~16 hidden-sized tensors per token, one per layer with gradient checkpointing, plus the
+    float32 logits of every position over the kept vocabulary, three times for softmax and gradient)."""
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    layers = int(getattr(config, "num_hidden_layers", 0) or 0)
+    vocab = int(vocab_kept or getattr(config, "vocab_size", 0) or 0)
+    tokens = batch_size * max_length
+    per_layer = 2 if checkpointing else 16
+    activations = 4 * tokens * hidden * layers * per_layer + 3 * 4 * tokens * vocab
+    return MemoryEstimate(parameters, trainable, 4 * parameters, 12 * trainable, activations,
+                          available if available is not None else available_memory())
+
+
+def truncate_layers(model: Any, keep: int) -> Any:
+    """Keep the first ``keep`` decoder layers of a pretrained causal LM (a smaller student that
+    starts from pretrained weights); the config, including per-layer lists, is cut to match."""
+    decoder = model.get_decoder()
+    layers = getattr(decoder, "layers", None)
+    if layers is None:
+        raise ModelError(f"cannot truncate a {type(model).__name__}: its decoder has no .layers",
+                         hint="leave --student-layers unset for this architecture")
+    if not 1 <= keep <= len(layers):
+        raise ModelError(f"--student-layers {keep} is outside 1..{len(layers)} for this student")
+    import torch
+
+    decoder.layers = torch.nn.ModuleList(list(layers)[:keep])
+    model.config.num_hidden_layers = keep
+    for cfg in (model.config, getattr(model.config, "text_config", None)):
+        if cfg is None:
+            continue
+        cfg.num_hidden_layers = keep
+        if isinstance(getattr(cfg, "layer_types", None), list):
+            cfg.layer_types = cfg.layer_types[:keep]
+    return model
+
+
+def freeze_below_top(model: Any, top_layers: int) -> int:
+    """Freeze everything but the top ``top_layers`` decoder layers and the final norm (embeddings and
+    the tied output projection stay frozen). Returns the number of trainable parameters."""
+    decoder = model.get_decoder()
+    layers = list(getattr(decoder, "layers", []))
+    if not 1 <= top_layers <= len(layers):
+        raise ModelError(f"--train-top-layers {top_layers} is outside 1..{len(layers)} for this student")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for module in layers[len(layers) - top_layers:] + [getattr(decoder, "norm", None)]:
+        if module is not None:
+            for p in module.parameters():
+                p.requires_grad_(True)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+"""Linear layers LoRA adapts by default (attention and MLP of Llama/Gemma/Qwen-style decoders)."""
+
+
+def add_lora(model: Any, r: int, alpha: float | None = None, dropout: float = 0.0,
+             targets: Sequence[str] | None = None) -> Any:
+    """Wrap ``model`` with LoRA adapters of rank ``r`` (peft); the base weights are frozen."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:  # pragma: no cover - peft is a dependency
+        raise ModelError("LoRA needs the peft package", hint="pip install peft") from exc
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    wanted = [t for t in (targets or LORA_TARGETS) if t in names]
+    if not wanted:
+        raise ModelError(f"none of the LoRA target modules {list(targets or LORA_TARGETS)} exist in "
+                         f"{type(model).__name__}", hint="name its linear layers with --lora-targets")
+    config = LoraConfig(r=r, lora_alpha=alpha if alpha is not None else 2 * r, lora_dropout=dropout,
+                        target_modules=wanted, bias="none", task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def trainable_parameters(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_student(spec: str, tokenizer: Any, *, hidden_size: int = 256, layers: int = 4, heads: int = 4,
+                  intermediate_size: int | None = None, max_positions: int = 2048, seed: int = 0,
+                  settings: Any = None) -> Any:
+    """The student model: ``"llama"`` (a fresh small Llama with ``tokenizer``'s vocabulary) or a
+    pretrained causal LM (a bundled spec such as ``gemma3-270m``, an HF directory or a GGUF file),
+    loaded in float32 with its weights."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if not is_fresh(spec):
+        from distillscope.teacher.loading import _from_directory, _tiny_seed
+
+        if _tiny_seed(spec) is not None:      # tiny[:SEED]: a random-init 'pretrained' model (tests, --quick)
+            from distillscope.teacher import load_model
+
+            return load_model(spec, settings=settings, dtype="float32").model.train()
+        directory = student_source(spec, settings)
+        return _from_directory(directory, spec, torch.float32)
     if hidden_size % heads:
         raise ModelError(f"hidden size {hidden_size} is not divisible by {heads} heads",
                          hint="choose --hidden-size as a multiple of --heads")

@@ -218,3 +218,22 @@ def score_answer(item: TaskItem, reply: str) -> bool:
 def _contains(words: list[str], phrase: str) -> bool:
     target = phrase.split()
     return bool(target) and any(words[i:i + len(target)] == target for i in range(len(words) - len(target) + 1))
+
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z' .-]{0,40}")
+
+
+def follows_instruction(item: TaskItem, reply: str) -> bool:
+    """Whether ``reply`` is in the form the prompt asked for, right or wrong: *just* a number ("Answer
+    with just the number"), *just* yes or no ("Answer yes or no"), *just* a name of at most four words
+    ("Answer with just the city name"); surrounding spaces, one trailing full stop and an ending
+    ``<eos>`` are allowed, anything else (a sentence, an explanation, a second line) is not."""
+    text = reply.strip()
+    text = text[:-1].rstrip() if text.endswith(".") else text
+    if not text or "\n" in text:
+        return False
+    if item.kind == "yesno":
+        return text.lower() in ("yes", "no")
+    if item.kind in ("number", "choice"):
+        return _number(text) is not None
+    return bool(_NAME.fullmatch(text)) and len(text.split()) <= 4
