@@ -1,9 +1,9 @@
 """Demo act: prove it. Audit the distilled student beside a control student and write the report.
 
-The control is trained the same way as the student (the distillation act's ``train_fn``: same size,
-epochs and learning rate, SFT since the reference gives no top-k), on the first prompts of the
-harvest, but answered by the independent reference model (Gemma-3-270M; ``tiny:3`` in quick mode)
-instead of our teacher. The reference is loaded once (bfloat16) and, with act 1's teacher, also
+The control of a pretrained student (Gemma-3-270M + LoRA) is its own base model before it saw our
+outputs: independent of our key, same tokenizer and architecture. A student trained from scratch
+(``--quick``) gets a control trained the same way (the distillation act's ``train_fn``, SFT) on the
+first prompts of the harvest answered by the independent reference model (``tiny:3``) instead. The reference is loaded once (bfloat16) and, with act 1's teacher, also
 scores the passive test, so no model is loaded twice. The verdict comes from the radioactivity
 tests; passive attribution is ranked against the zoo shipped for the bundled teacher and reference
 (``--quick``: six random-init tiny models) and shown as corroboration.
@@ -91,6 +91,15 @@ def _train_control(ctx: DemoContext, plan: dict[str, Any], store: Path) -> Path:
     return out
 
 
+def _control(ctx: DemoContext, plan: dict[str, Any], store: Path) -> tuple[str, str]:
+    """The control: a pretrained student's own base model, before it saw our outputs (independent of our
+    key, same tokenizer and architecture as the student); else a student of the reference's answers."""
+    base = getattr(ctx.artifacts.get("train_result"), "student", None)
+    if base and base != "llama":
+        return f"local:{base}", f"the student's own base model ({base}) before it saw our outputs"
+    return f"local:{_train_control(ctx, plan, store)}", f"a student of {plan['reference']}'s answers"
+
+
 def _quick_zoo(ctx: DemoContext, plan: dict[str, Any], teacher_spec: str) -> Path:
     """``--quick``: a zoo of six random-init tiny models for the tiny teacher and reference (the full demo
     uses the zoo shipped for the bundled teacher and reference)."""
@@ -114,11 +123,11 @@ def act(ctx: DemoContext) -> ActResult:
     if student is None or store is None:
         return ActResult(title, ("model", "verdict"), (), ("skipped: the distillation act left no student",))
     plan = QUICK if ctx.quick else FULL
-    control = _train_control(ctx, plan, Path(store))
+    control, control_words = _control(ctx, plan, Path(store))
     served = _served_corpus(ctx)
     teacher_spec = "tiny" if ctx.quick else ctx.settings.teacher
     config = AuditConfig(
-        suspect=f"local:{student}", control=f"local:{control}", corpus=str(served or store),
+        suspect=f"local:{student}", control=control, corpus=str(served or store),
         teacher=teacher_spec, references=(plan["reference"],),
         max_prompts=plan["audit_prompts"], max_new_tokens=plan["max_tokens"], seed=0,
         min_window_df=1 if ctx.quick else 2,
@@ -143,7 +152,7 @@ def act(ctx: DemoContext) -> ActResult:
     notes = (f"verdict on the student: {result.verdict.label} — {result.verdict.summary}",
              "verdict p: the radioactivity tests (Holm), the only ones whose null is 'independent of our key'",
              result.verdict.corroboration or "passive attribution: not run (no zoo for this teacher)",
-             f"control (student of {plan['reference']}'s answers): combined p = {result.control.combined_p:.2g}, "
+             f"control ({control_words}): radioactivity p = {result.control.combined_p:.2g}, "
              f"{'not significant' if result.control.combined_p > config.control_alpha else 'significant'}",
              f"evidence report: {html} (JSON: {js})",
              f"our corpus: {source} ({config.corpus}; key id "
