@@ -185,7 +185,8 @@ def cross_tokenizer_predictions(texts: Sequence[CrossText], ours: Any, suspect_l
     seqs = [ctx + [s] for _, _, ctx, s in branches]
     if continuation > 1:
         live = [j for j, (_, _, _, s) in enumerate(branches) if s != eos]
-        more = _continue(suspect_loaded, [seqs[j] for j in live], continuation - 1, batch_size, progress)
+        # generate's per-call overhead dominates for small suspects: wide batches (sequences are short)
+        more = _continue(suspect_loaded, [seqs[j] for j in live], continuation - 1, max(batch_size, 32), progress)
         for j, extra in zip(live, more):
             seqs[j] = seqs[j] + extra
     found: dict[tuple[int, int], list[int]] = {}
