@@ -76,8 +76,12 @@ class Teacher:
     def generate(self, prompts: Sequence[str | Sequence[dict[str, str]]], params: SamplingParams | None = None, *,
                  watermark: bool = True, batch_size: int = 8, chat: bool | None = None,
                  progress: Progress | None = None,
-                 on_token: Callable[[TokenStep], bool | None] | None = None) -> list[Generation]:
+                 on_token: Callable[[TokenStep], bool | None] | None = None,
+                 processors: Sequence[Any] = ()) -> list[Generation]:
         """Answer every prompt. ``watermark`` applies the teacher's scheme (if it has one).
+
+        ``processors`` (``transformers`` logits processors, e.g. the countermeasures' samplers) run
+        on the raw scores before the watermark, so the watermark still applies to what they leave.
 
         ``on_token`` (optional) is called in this thread with each :class:`TokenStep` as soon as it
         is sampled, for streaming; returning ``False`` stops that prompt's answer (finish_reason
@@ -106,7 +110,7 @@ class Teacher:
                 torch.manual_seed(params.seed)
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
-                batch = self._generate_batch([encoded[i] for i in idx], params, use_wm, idx, on_token)
+                batch = self._generate_batch([encoded[i] for i in idx], params, use_wm, idx, on_token, processors)
                 for i, gen in zip(idx, batch):
                     results[i] = gen
                     n_tokens += gen.n_tokens
@@ -118,7 +122,7 @@ class Teacher:
 
     def _generate_batch(self, batch: list[list[int]], params: SamplingParams, use_wm: bool,
                         indices: Sequence[int] = (), on_token: Callable[[TokenStep], bool | None] | None = None,
-                        ) -> list[Generation]:
+                        extra: Sequence[Any] = ()) -> list[Generation]:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -127,7 +131,7 @@ class Teacher:
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], dtype=torch.long)
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], dtype=torch.long)
         recorder = make_recorder(params.logprobs)
-        processors = [self._watermark_processor(params)] if use_wm else []
+        processors = [*extra, *([self._watermark_processor(params)] if use_wm else [])]
         stop = make_stop_criteria(self.loaded.tokenizer, params.stop, width) if params.stop else None
         hook = None
         if on_token is not None:
