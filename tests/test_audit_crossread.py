@@ -149,3 +149,16 @@ def test_foreign_tokenizer_student_is_found(ours, tmp_path):
     p_innocent, _ = _p(scheme, ours, innocent, records)
     assert p_student < 1e-4, (p_student, n_student)
     assert p_innocent > 1e-3
+
+
+def test_predicting_only_first_appearances_selects_the_same_tuples(ours, tmp_path):
+    scheme, records = _corpus(ours, WatermarkKey(bytes(range(32))), n=6)
+    tok = _bpe([p + " " + a for p, a in records] * 3)
+    suspect = _foreign_model(tok, tmp_path / "m", seed=6)
+    texts = prepare_texts(records, ours.tokenizer, suspect)
+    every = cross_tokenizer_predictions(texts, ours.tokenizer, suspect, continuation=2)
+    only = cross_tokenizer_predictions(texts, ours.tokenizer, suspect, continuation=2, context_width=1)
+    assert sum(map(bool, sum(only, []))) < sum(map(bool, sum(every, [])))     # fewer positions predicted
+    a = select_reading_pairs([t.ours for t in texts], every, 1)
+    b = select_reading_pairs([t.ours for t in texts], only, 1)
+    assert a.pairs == b.pairs and a.n_seen_windows >= b.n_seen_windows

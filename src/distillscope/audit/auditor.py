@@ -186,7 +186,7 @@ def _open_test(model: Suspect, sh: _Shared) -> TestResult:
         cross = crossread.prepare_texts(records, sh.tokenizer, model.loaded)
         steps = sh.config.cross_continuation or (1 if len(model.tokenizer) >= len(sh.tokenizer) else 4)
         preds = crossread.cross_tokenizer_predictions(cross, sh.tokenizer, model.loaded, sh.config.top_k,
-                                                      continuation=steps, progress=sh.progress)
+                                                      continuation=steps, context_width=h, progress=sh.progress)
         selection = radioactivity.select_reading_pairs([c.ours for c in cross], preds, h)
         return _radio_result("open", sh, selection, units=len(cross), unit_name="texts", cross=steps)
     from distillscope.teacher import Teacher

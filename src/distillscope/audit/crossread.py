@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from distillscope.audit.radioactivity import TokenText
+from distillscope.audit.radioactivity import TokenText, first_appearances
 from distillscope.progress import Progress, ensure_progress
 
 
@@ -73,7 +73,8 @@ def prepare_texts(records: Sequence[tuple[str, str]], ours: Any, suspect_loaded:
     return out
 
 
-def _jobs(texts: Sequence[CrossText], ours: Any, tok: Any, max_length: int) -> tuple[list[_Job], list[list[str]]]:
+def _jobs(texts: Sequence[CrossText], ours: Any, tok: Any, max_length: int,
+          wanted: Sequence[set[int]] | None) -> tuple[list[_Job], list[list[str]]]:
     """The forward passes needed, and each text's decoded answer prefixes (``prefixes[i][t]``)."""
     jobs: list[_Job] = []
     prefixes: list[list[str]] = []
@@ -87,8 +88,8 @@ def _jobs(texts: Sequence[CrossText], ours: Any, tok: Any, max_length: int) -> t
         main = _Job(full[:max_length], {})
         extra: dict[tuple[int, ...], _Job] = {}
         for t, seq in enumerate(seqs):
-            if not seq or len(seq) > max_length:
-                continue            # nothing to condition on, or past the reading window
+            if not seq or len(seq) > max_length or (wanted is not None and t not in wanted[i]):
+                continue            # nothing to condition on, past the reading window, or never scored
             pos = len(seq) - 1
             if seq == full[:len(seq)]:
                 main.wanted.setdefault(pos, []).append((i, t))
@@ -160,6 +161,7 @@ def _continue(loaded: Any, seqs: Sequence[list[int]], steps: int, batch_size: in
 
 def cross_tokenizer_predictions(texts: Sequence[CrossText], ours: Any, suspect_loaded: Any, k: int = 1, *,
                                 continuation: int = 4, batch_size: int = 8, max_length: int = 1024,
+                                context_width: int | None = None,
                                 progress: Progress | None = None) -> list[list[tuple[int, ...]]]:
     """``out[i][t]``: the suspect's top-k predictions of our token t of text i, as our token ids.
 
@@ -169,12 +171,16 @@ def cross_tokenizer_predictions(texts: Sequence[CrossText], ours: Any, suspect_l
     enough when the suspect's tokens are as long as ours). Empty where the position gives no
     prediction (module docstring). Ready for
     :func:`~distillscope.audit.radioactivity.select_reading_pairs` with ``[t.ours for t in texts]``.
+    With ``context_width``, only the positions that selection can score (first appearances of their
+    window, :func:`~distillscope.audit.radioactivity.first_appearances`) are predicted — the same
+    tuples for a fraction of the cost.
     """
     if continuation < 1:
         raise ValueError(f"continuation={continuation!r} must be at least 1")
     progress = ensure_progress(progress)
     tok = suspect_loaded.tokenizer
-    jobs, prefixes = _jobs(texts, ours, tok, max_length)
+    wanted = first_appearances([t.ours for t in texts], context_width) if context_width else None
+    jobs, prefixes = _jobs(texts, ours, tok, max_length, wanted)
     tops = _topk_at(suspect_loaded, jobs, k, batch_size, progress)
     branches: list[tuple[int, int, list[int], int]] = []       # (text, t, context ids, first token)
     for job, top in zip(jobs, tops):

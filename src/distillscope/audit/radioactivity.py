@@ -124,6 +124,30 @@ def select_reading_pairs(texts: Sequence[TokenText], predictions: Sequence[Seque
     return TupleSelection(tuple(pairs), n_cand, n_dup, n_seen)
 
 
+def first_appearances(texts: Sequence[TokenText], context_width: int) -> list[set[int]]:
+    """Per text, the answer positions :func:`select_reading_pairs` can score (with
+    ``exclude_seen_windows``): those whose window appears there for the first time in everything
+    fed. It depends on the texts alone, so predictions are needed only there."""
+    h = context_width
+    seen: set[tuple[int, ...]] = set()
+    for text in texts:
+        seen.update(ngrams(text.prompt_ids, h))
+    out = []
+    for text in texts:
+        stream, start, here = text.stream, len(text.prompt_ids), set()
+        for t in range(len(text.answer_ids)):
+            pos = start + t
+            if pos < h:
+                continue
+            window = tuple(stream[pos - h:pos])
+            if window not in seen:
+                here.add(t)
+                seen.add(window)
+        seen.update(ngrams(stream, h))
+        out.append(here)
+    return out
+
+
 def window_document_frequency(texts: Iterable[Sequence[int]], context_width: int) -> Counter:
     """In how many texts each window occurs with a token after it (a watermarked position)."""
     df: Counter = Counter()
