@@ -246,3 +246,14 @@ def test_zoo_pvalues_are_uniform_on_innocents():
     # a student of the teacher (its table mixed with the teacher's) ranks first
     student = torch.log_softmax(teacher, -1) * 0.7 + torch.log_softmax(_table(50_000), -1) * 0.3
     assert _zoo(population[:19]).compare(mean_affinity(student)).p_value == pytest.approx(1 / 20)
+
+
+def test_a_zoo_restricted_to_its_first_prompts_recomputes_every_member():
+    members = tuple(ZooMember(f"m{i}", "scratch", "f", "s", str(i), 0.0, per)
+                    for i, per in enumerate([(1.0, 2.0, 3.0), (0.0, 0.0, 9.0), (2.0, None, 1.0)]))
+    zoo = Zoo("t", "tf", ("r",), ("rf",), ("a", "b", "c"), 8, 1.0, 0, "float32", members)
+    small = zoo.restrict(2)
+    assert small.prompts == ("a", "b") and [m.affinity for m in small.members] == [1.5, 0.0, 2.0]
+    assert zoo.restrict(5) is zoo
+    with pytest.raises(AuditError):
+        zoo.restrict(0)

@@ -70,8 +70,10 @@ class AuditConfig:
     min_window_df (int, 2): black-box filter: a window must occur in at least this many corpus texts.
     teacher (str | None, None): our teacher (tokenizer and passive test); default settings.teacher.
     references (tuple, ("gemma3-270m",)): independent reference models of the passive test.
-    zoo (str | None, None): the passive test's zoo (JSON from ``distillscope audit zoo build``); default
+    zoo (str | None, None): the passive test's zoo (JSON from ``distillscope zoo build``); default
         ``HOME/audit-zoo.json``, else the zoo shipped for the bundled teacher and reference.
+    zoo_prompts (int | None, None): use only the zoo's first N prompts (cheaper; the members' statistics
+        are recomputed on the same prompts from their per-prompt affinities).
     identity_probes (bool, True): ask "who made you?" and record the answers as observations.
     """
 
@@ -94,6 +96,7 @@ class AuditConfig:
     teacher: str | None = None
     references: tuple[str, ...] = ("gemma3-270m",)
     zoo: str | None = None
+    zoo_prompts: int | None = None
     identity_probes: bool = True
 
     def __post_init__(self) -> None:
@@ -112,6 +115,8 @@ class AuditConfig:
             (self.max_new_tokens >= 1, f"max_new_tokens={self.max_new_tokens!r}", "use a whole number >= 1"),
             (1 <= self.samples <= 100, f"samples={self.samples!r}", "use 1..100 answers per prompt"),
             (self.min_window_df >= 1, f"min_window_df={self.min_window_df!r}", "use a whole number >= 1"),
+            (self.zoo_prompts is None or self.zoo_prompts >= 1, f"zoo_prompts={self.zoo_prompts!r}",
+             "use a whole number >= 1, or leave it unset for all of the zoo's prompts"),
             ("passive" not in self.tests or self.references, "references=()", "name at least one reference model"),
         ]
         for ok, what, hint in checks:
@@ -257,6 +262,8 @@ def _zoo(sh: _Shared) -> tuple[Zoo | None, str]:
 def _passive_tests(models: dict[str, Suspect], sh: _Shared) -> dict[str, TestResult]:
     """Passive attribution of each model against the zoo (population null), on the zoo's prompts."""
     zoo, why = _zoo(sh)
+    if zoo is not None and sh.config.zoo_prompts:
+        zoo = zoo.restrict(sh.config.zoo_prompts)
     sh.zoo = zoo
     if zoo is None:
         return {role: TestResult("passive", "passive attribution against a zoo of independent models", "skipped",
