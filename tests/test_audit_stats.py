@@ -257,3 +257,35 @@ def test_a_zoo_restricted_to_its_first_prompts_recomputes_every_member():
     assert zoo.restrict(5) is zoo
     with pytest.raises(AuditError):
         zoo.restrict(0)
+
+
+@pytest.mark.slow
+def test_constructed_case_old_rule_accuses_an_innocent_new_rule_does_not():
+    """An innocent suspect (its own bigram table), a control that imitates the reference model, 500
+    prompts: the old passive sign test 'wins' at a tiny p-value and, Fisher-joined with a null
+    radioactivity p-value, accused. Now the verdict rests on radioactivity alone, and the suspect's
+    zoo rank among other independent models is unremarkable."""
+    from distillscope.audit.combine import combine_audit
+    from distillscope.audit.results import ModelAudit, TestResult
+    from distillscope.audit.verdict import decide
+
+    gen = torch.Generator().manual_seed(7)
+    teacher, ref = _table(60_000), _table(60_001)
+
+    def affinities(table, n):
+        return [_bigram_logprob(teacher, s) - _bigram_logprob(ref, s) for s in _sample(table, n, 12, gen)]
+
+    suspect, control = affinities(_table(60_002), 500), affinities(ref, 500)   # control = the reference itself
+    old = sign_test(suspect, control).p_value
+    assert old < 1e-12                                                        # "more teacher-like than the control"
+    assert stats.combine_pvalues([0.5, old], method="fisher").pvalue < 1e-6   # the old accusation
+    audits = {}
+    for role, aff in (("suspect", suspect), ("control", control)):
+        tests = (TestResult("blackbox", "binomial", "ok", 1500, 0.25 * 1500, "", 0.5),
+                 TestResult("passive", "zoo", "ok", len(aff), float(np.mean(aff)), "", old if role == "suspect" else 1.0))
+        comb = combine_audit({t.test: t.p_value for t in tests})
+        audits[role] = ModelAudit(role, role, role, role, tests, comb.p_value, comb.method)
+    v = decide(audits["suspect"], audits["control"], alpha=1e-6, control_alpha=0.01, gamma=0.25)
+    assert v.label == "no evidence" and v.suspect_p == 0.5
+    zoo = _zoo([float(np.mean(affinities(_table(61_000 + i), 100))) for i in range(19)])
+    assert zoo.compare(float(np.mean(suspect[:100]))).p_value > 0.05
