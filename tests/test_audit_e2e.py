@@ -206,8 +206,9 @@ def test_samples_per_prompt_feed_the_blackbox_test_only(case):
 @pytest.mark.slow
 def test_wrong_key_says_control_shows_nothing_and_key_does_not_match(case):
     wrong = make_scheme("kgw", WatermarkKey(bytes(range(1, 33))), gamma=0.25, delta=4.0, context_width=1)
-    result = run_audit(_config(case, f"local:{case['student']}", tests=("open",)), settings=case["settings"],
-                       scheme=wrong)
+    result = run_audit(_config(case, f"local:{case['student']}", tests=("open",), reading_texts=5),
+                       settings=case["settings"], scheme=wrong)
+    assert result.suspect.test("open").details["units"] == 5          # --reading-texts: the first 5 texts
     assert result.verdict.label in ("no evidence", "inconclusive")
     assert result.suspect.combined_p > 1e-3
     text = " ".join(result.verdict.problems)

@@ -72,6 +72,8 @@ class AuditConfig:
     references (tuple, ("gemma3-270m",)): independent reference models of the passive test.
     zoo (str | None, None): the passive test's zoo (JSON from ``distillscope zoo build``); default
         ``HOME/audit-zoo.json``, else the zoo shipped for the bundled teacher and reference.
+    reading_texts (int | None, None): reading mode reads only the corpus's first N texts (cheaper; a
+        function of the corpus order alone, so the p-value stays exact).
     zoo_prompts (int | None, None): use only the zoo's first N prompts (cheaper; the members' statistics
         are recomputed on the same prompts from their per-prompt affinities).
     identity_probes (bool, True): ask "who made you?" and record the answers as observations.
@@ -97,6 +99,7 @@ class AuditConfig:
     references: tuple[str, ...] = ("gemma3-270m",)
     zoo: str | None = None
     zoo_prompts: int | None = None
+    reading_texts: int | None = None
     identity_probes: bool = True
 
     def __post_init__(self) -> None:
@@ -115,6 +118,8 @@ class AuditConfig:
             (self.max_new_tokens >= 1, f"max_new_tokens={self.max_new_tokens!r}", "use a whole number >= 1"),
             (1 <= self.samples <= 100, f"samples={self.samples!r}", "use 1..100 answers per prompt"),
             (self.min_window_df >= 1, f"min_window_df={self.min_window_df!r}", "use a whole number >= 1"),
+            (self.reading_texts is None or self.reading_texts >= 1, f"reading_texts={self.reading_texts!r}",
+             "use a whole number >= 1, or leave it unset to read every corpus text"),
             (self.zoo_prompts is None or self.zoo_prompts >= 1, f"zoo_prompts={self.zoo_prompts!r}",
              "use a whole number >= 1, or leave it unset for all of the zoo's prompts"),
             ("passive" not in self.tests or self.references, "references=()", "name at least one reference model"),
@@ -186,8 +191,12 @@ def _open_test(model: Suspect, sh: _Shared) -> TestResult:
         return TestResult("open", "reading mode", "skipped", note="needs open weights (local:PATH); "
                           "the black-box test covers this model")
     h = sh.scheme.context_width
+    corpus = sh.corpus
+    if sh.config.reading_texts:
+        corpus = WatermarkedCorpus(corpus.path, corpus.records[:sh.config.reading_texts], corpus.sha256,
+                                   corpus.key_ids)
     if not same_tokenizer(model.tokenizer, sh.tokenizer):
-        records = [(r.prompt, r.completion) for r in sh.corpus.records]
+        records = [(r.prompt, r.completion) for r in corpus.records]
         cross = crossread.prepare_texts(records, sh.tokenizer, model.loaded)
         steps = sh.config.cross_continuation or (1 if len(model.tokenizer) >= len(sh.tokenizer) else 4)
         preds = crossread.cross_tokenizer_predictions(cross, sh.tokenizer, model.loaded, sh.config.top_k,
@@ -197,7 +206,7 @@ def _open_test(model: Suspect, sh: _Shared) -> TestResult:
     from distillscope.teacher import Teacher
 
     teacher_view = Teacher(model.loaded)
-    texts = tokenize_corpus(sh.corpus, sh.tokenizer, lambda p: list(teacher_view.encode_prompt(p)))
+    texts = tokenize_corpus(corpus, sh.tokenizer, lambda p: list(teacher_view.encode_prompt(p)))
     preds = model.next_token_topk(texts, sh.config.top_k, progress=sh.progress)
     selection = radioactivity.select_reading_pairs(texts, preds, h)
     return _radio_result("open", sh, selection, units=len(texts), unit_name="texts")

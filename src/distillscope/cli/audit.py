@@ -44,6 +44,8 @@ def register(app: typer.Typer) -> None:
         teacher: Optional[str] = typer.Option(None, "--teacher", help="Our teacher (default: settings.teacher)."),
         reference: List[str] = typer.Option(["gemma3-270m"], "--reference",
                                             help="Independent reference model(s) of the passive test."),
+        reading_texts: Optional[int] = typer.Option(None, "--reading-texts", help="Reading mode reads only the "
+                                                    "corpus's first N texts (cheaper)."),
         zoo_prompts: Optional[int] = typer.Option(None, "--zoo-prompts", help="Use only the zoo's first N "
                                                   "prompts for the passive test (cheaper)."),
         zoo: Optional[Path] = typer.Option(None, "--zoo", help="Zoo of independent models for the passive test "
@@ -58,7 +60,8 @@ def register(app: typer.Typer) -> None:
         config = AuditConfig(
             suspect=suspect, control=control, corpus=str(corpus), prompts=str(prompts) if prompts else None,
             tests=tuple(t.strip() for t in tests.split(",") if t.strip()), alpha=alpha, control_alpha=control_alpha,
-            weak_alpha=weak_alpha, zoo=str(zoo) if zoo else None, zoo_prompts=zoo_prompts, top_k=top_k,
+            weak_alpha=weak_alpha, zoo=str(zoo) if zoo else None, zoo_prompts=zoo_prompts,
+            reading_texts=reading_texts, top_k=top_k,
             cross_continuation=cross_continuation, max_prompts=max_prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
             samples=samples, min_window_df=min_window_df, teacher=teacher, references=tuple(reference), identity_probes=probes)
         result = run_audit(config, settings=settings, progress=RichProgress(transient=True),

@@ -131,6 +131,7 @@ def act(ctx: DemoContext) -> ActResult:
         teacher=teacher_spec, references=(plan["reference"],),
         max_prompts=plan["audit_prompts"], max_new_tokens=plan["max_tokens"], seed=0,
         min_window_df=1 if ctx.quick else 2, zoo_prompts=None if ctx.quick else 16,
+        reading_texts=None if ctx.quick else 32,
         zoo=str(_quick_zoo(ctx, plan, teacher_spec)) if ctx.quick else None)
     loaded = {plan["reference"]: _reference(ctx, plan)}
     if ctx.artifacts.get("teacher_loaded") is not None:   # act 1's teacher scores the passive test
