@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator
 from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from distillscope.errors import AuthError, DistillscopeError, GatewayError, RateLimitError
@@ -163,14 +164,20 @@ async def _serve(request: Request, endpoint: str, body: Any) -> Any:
             response = await _stream(state, ctx, call, lease, headers)
             streaming = isinstance(response, StreamingResponse)
             return response
-        reply = await state.backend.complete(call)
-        await _finish(state, ctx, reply)
-        return JSONResponse(reply.body, status_code=reply.status, headers=headers)
+        try:
+            reply = await state.backend.complete(call)
+            await _finish(state, ctx, reply)
+        except BaseException:
+            await run_in_threadpool(lease.release, ctx.extra.get("tokens", 0))
+            raise
+        # The slot and the token correction are given back once the body is sent, off the
+        # request's path (the row is already committed).
+        return JSONResponse(reply.body, status_code=reply.status, headers=headers,
+                            background=BackgroundTask(run_in_threadpool, lease.release,
+                                                      ctx.extra.get("tokens", 0)))
     finally:
         if not streaming:
             state.metrics.in_flight.dec()
-        if not body.stream:
-            await run_in_threadpool(lease.release, ctx.extra.get("tokens", 0))
 
 
 async def _finish(state: GatewayState, ctx: recording.RequestContext, reply: Reply) -> None:
