@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
@@ -145,15 +146,15 @@ def _usage_increments(rows: list[dict[str, Any]]) -> dict[tuple[str, str], tuple
     return out
 
 
-def _usage_upsert(dialect: str, account_id: str, period: str, n: int, pt: int, ct: int) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    insert = (postgresql if dialect == "postgresql" else sqlite).insert
-    stmt = insert(t_usage).values(account_id=account_id, period=period, requests=n, prompt_tokens=pt,
-                                  completion_tokens=ct)
-    return stmt.on_conflict_do_update(index_elements=["account_id", "period"], set_={
-        "requests": t_usage.c.requests + n, "prompt_tokens": t_usage.c.prompt_tokens + pt,
-        "completion_tokens": t_usage.c.completion_tokens + ct})
+_INSERT_ROW = t_log.insert()  # built once: it runs for every batch of rows
+# Counting a batch's requests and tokens per account and month, as driver SQL (sqlite3's :name,
+# psycopg's %(name)s placeholders): the same upsert on both databases.
+_USAGE_SQL = ("INSERT INTO account_usage (account_id, period, requests, prompt_tokens, completion_tokens) "
+              "VALUES (:a, :p, :n, :pt, :ct) ON CONFLICT (account_id, period) DO UPDATE SET "
+              "requests = account_usage.requests + excluded.requests, "
+              "prompt_tokens = account_usage.prompt_tokens + excluded.prompt_tokens, "
+              "completion_tokens = account_usage.completion_tokens + excluded.completion_tokens")
+_USAGE_UPSERT = (_USAGE_SQL, re.sub(r":(\w+)", r"%(\1)s", _USAGE_SQL))
 
 
 def _from_row(row: Any) -> RequestRecord:
@@ -192,9 +193,10 @@ class RequestLog:
         if not rows:
             return
         with self.engine.begin() as conn:
-            conn.execute(t_log.insert(), rows)
+            conn.execute(_INSERT_ROW, rows)
+            upsert = _USAGE_UPSERT[conn.dialect.name == "postgresql"]
             for (account_id, period), (n, pt, ct) in _usage_increments(rows).items():
-                conn.execute(_usage_upsert(conn.dialect.name, account_id, period, n, pt, ct))
+                conn.exec_driver_sql(upsert, {"a": account_id, "p": period, "n": n, "pt": pt, "ct": ct})
 
     def month_usage(self, account_id: str, when: datetime | None = None) -> UsageSummary:
         """Requests and tokens of ``account_id`` in the UTC month of ``when`` (default: now)."""
