@@ -29,8 +29,8 @@ from annotated_types import Gt, Le
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, Strict, StrictBool, StrictStr
 
 from distillscope.errors import AuthError, ConfigError, DistillscopeError
-from distillscope.gateway.accounts import (ACCOUNT_NAME_PATTERN, MAX_BUDGET, MAX_LIMIT, REASON_PATTERN, AccountInfo, AccountStore,
-                                           KeyInfo, KeyState, Limits)
+from distillscope.gateway.accounts import (ACCOUNT_NAME_PATTERN, MAX_BUDGET, MAX_LIMIT, REASON_PATTERN, AccountInfo,
+                                           AccountStore, KeyInfo, KeyState, Limits)
 from distillscope.gateway.budgets import spend_report
 from distillscope.gateway.errors_http import _param, error_body
 from distillscope.gateway.requestlog import RequestLog

@@ -2,8 +2,9 @@
 
 :class:`RequestContext` collects what a request's row needs as the request goes through
 authentication, validation, limits and the backend; :func:`record` writes the row (group
-committed with the rows of concurrent requests, see :mod:`.logwriter`; committed before it returns), updates the metrics, and hands the row to every request
-guard, applying the actions they return. A guard that raises is logged and skipped: guards never
+committed with the rows of concurrent requests, see :mod:`.logwriter`; committed before it
+returns), updates the metrics, and hands the row to every request guard, applying the actions
+they return. A guard that raises is logged and skipped: guards never
 break serving.
 """
 

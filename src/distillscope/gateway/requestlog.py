@@ -38,16 +38,23 @@ EXPORT_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", "
 EXPORT_CHUNK_ROWS = 5_000
 RETENTION_BATCH_ROWS = 5_000
 
-# Arrow schema of the export, in the column order of the table.
-EXPORT_SCHEMA = pa.schema([
-    ("request_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("account_id", pa.string()),
-    ("key_id", pa.string()), ("client_ip", pa.string()), ("user_agent", pa.string()), ("endpoint", pa.string()),
-    ("model", pa.string()), ("params", pa.string()), ("temperature", pa.float64()), ("max_tokens", pa.int64()),
-    ("logprobs", pa.int64()), ("logit_bias", pa.bool_()), ("stream", pa.bool_()), ("prompt", pa.string()),
-    ("completion", pa.string()), ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
-    ("latency_ms", pa.float64()), ("status", pa.int64()), ("error", pa.string()),
-    ("watermark_key_id", pa.string()), ("end_user", pa.string()),
-])
+def _arrow_type(column: sa.Column) -> pa.DataType:
+    """The Arrow type of a ``request_log`` column in the export."""
+    kind = column.type
+    if isinstance(kind, sa.DateTime):
+        return pa.timestamp("us", tz="UTC")
+    if isinstance(kind, sa.Boolean):
+        return pa.bool_()
+    if isinstance(kind, sa.Integer):  # BigInteger included
+        return pa.int64()
+    if isinstance(kind, sa.Float):
+        return pa.float64()
+    return pa.string()
+
+
+# Arrow schema of the export: derived from the SQL table (``tables.request_log``), in its column
+# order, so the table, the export and RequestRecord (checked by a test) cannot drift apart.
+EXPORT_SCHEMA = pa.schema([(c.name, _arrow_type(c)) for c in t_log.columns])
 
 
 @dataclass
