@@ -92,3 +92,16 @@ def test_watermark_detect_finds_the_watermark_in_an_export_of_the_local_teacher(
     assert len(rows) == 5 and [r["choice"] for r in rows] == [0, 0, 1, 0, 1]
     assert all(r["request_id"] for r in rows)
     assert sum(r["detected"] for r in rows) >= 4, rows
+
+
+def test_the_request_log_schema_is_declared_once():
+    import dataclasses
+
+    from distillscope.gateway.requestlog import EXPORT_SCHEMA, RequestRecord
+    from distillscope.gateway.tables import request_log
+    from distillscope.traffic.schema import LOG_COLUMNS
+
+    assert EXPORT_SCHEMA.names == [c.name for c in request_log.columns]  # derived from the SQL table
+    assert {f.name for f in dataclasses.fields(RequestRecord)} == set(EXPORT_SCHEMA.names)
+    for name, kind in LOG_COLUMNS.items():  # what the traffic detector reads has the export's types
+        assert EXPORT_SCHEMA.field(name).type == kind, name

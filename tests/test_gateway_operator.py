@@ -142,3 +142,35 @@ def test_revocation_reaches_a_cached_key_on_the_next_request_across_workers(url)
     assert worker_a.authenticate(key).limits.rpm == 7  # limit changes reach the cache too
     engine_a.dispose()
     engine_b.dispose()
+
+
+@pytest.mark.parametrize("kind", ["db", pytest.param("redis", marks=pytest.mark.redis)])
+def test_per_model_limits_apply_on_top_of_the_key_limits(tmp_path, kind, request):
+    extra = {"redis_url": request.getfixturevalue("redis_url")} if kind == "redis" else {}
+    backend = StubBackend(model_ids=("small", "org/large"))
+    app = create_app(load_settings(home=tmp_path, admin_token=ADMIN["Authorization"][7:], **extra), backend=backend)
+    with TestClient(app) as client:
+        state = app.state.gateway
+        state.store.create_account("acme", limits=Limits(rpm=100, tpm=None, max_concurrent=None))
+        headers = {"Authorization": f"Bearer {state.store.create_key('acme')[0]}"}
+        resp = client.put("/admin/v1/accounts/acme/model-limits/org/large", headers=ADMIN, json={"rpm": 2})
+        assert resp.status_code == 200 and resp.json()["model_limits"]["org/large"]["rpm"] == 2
+
+        def chat(model: str) -> int:
+            return client.post(CHAT, json={"model": model, "messages": MSG}, headers=headers).status_code
+        assert [chat("org/large") for _ in range(3)] == [200, 200, 429]
+        assert [chat("small") for _ in range(3)] == [200, 200, 200]  # other models: the key's limits only
+        err = client.post(CHAT, json={"model": "org/large", "messages": MSG}, headers=headers).json()["error"]
+        assert "model 'org/large'" in err["message"] and err["code"] == "rate_limit_exceeded"
+        assert client.delete("/admin/v1/accounts/acme/model-limits/org/large", headers=ADMIN).status_code == 200
+        assert chat("org/large") == 200  # removed: the next request sees it (key cache invalidated)
+
+
+def test_cli_model_limits(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DISTILLSCOPE_HOME", str(tmp_path))
+    assert main(["accounts", "create", "acme", "--no-key"]) == 0
+    assert main(["accounts", "model-limits", "acme", "smollm2", "--rpm", "5"]) == 0
+    assert main(["accounts", "show", "acme", "--json"]) == 0
+    assert '"model_limits": {"smollm2": {"rpm": 5, "tpm": null, "max_concurrent": null}}' in capsys.readouterr().out
+    assert main(["accounts", "model-limits", "acme", "smollm2", "--remove", "--rpm", "1"]) == 2
+    assert main(["accounts", "model-limits", "acme", "smollm2", "--remove"]) == 0

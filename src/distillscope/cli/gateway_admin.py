@@ -103,6 +103,8 @@ def _account_json(a: Any) -> dict:
             "limits": {"rpm": a.limits.rpm, "tpm": a.limits.tpm, "max_concurrent": a.limits.max_concurrent,
                        "throttle_factor": a.limits.throttle_factor},
             "created_at": a.created_at.isoformat(), "monthly_token_budget": a.monthly_token_budget,
+            "model_limits": {m: {"rpm": x.rpm, "tpm": x.tpm, "max_concurrent": x.max_concurrent}
+                             for m, x in a.model_limits.items()},
             "keys": [{"key_id": k.key_id, "state": k.state.value, "created_at": k.created_at.isoformat(),
                       "expires_at": k.expires_at.isoformat() if k.expires_at else None} for k in a.keys]}
 
@@ -159,6 +161,24 @@ def add_key(ctx: typer.Context, account: str = ACCOUNT, expires: Optional[str] =
     if expires_at is not None:
         err_console.print(f"key {k.key_id} expires at {expires_at.isoformat(timespec='seconds')}", highlight=False)
     _show_key_once(plaintext, k.key_id)
+
+
+@accounts_app.command("model-limits")
+def model_limits(ctx: typer.Context, account: str = ACCOUNT,
+                 model: str = typer.Argument(..., help="Model id as clients send it."),
+                 rpm: Optional[str] = RPM, tpm: Optional[str] = TPM, concurrency: Optional[str] = CONC,
+                 remove: bool = typer.Option(False, "--remove", help="Drop this model's limits.")) -> None:
+    """Limit an account's keys on one model, on top of their own limits (unset flags: unlimited)."""
+    from distillscope.gateway.accounts import Limits
+
+    changes = _limit_changes(rpm, tpm, concurrency, None)
+    if remove and changes:
+        raise ConfigError("--remove takes no limit flags", hint="drop --rpm/--tpm/--concurrency or --remove")
+    limits = None if remove else replace(Limits(rpm=None, tpm=None, max_concurrent=None), **changes)
+    with _open(ctx) as (_, store):
+        store.set_model_limits(account, model, limits, actor="cli")
+    console.print(f"{account} on {model}: " + ("no model limits" if limits is None else _limits_line(limits)),
+                  highlight=False)
 
 
 @accounts_app.command("budget")

@@ -35,6 +35,7 @@ from distillscope.gateway.tables import accounts as t_accounts
 from distillscope.gateway.tables import api_keys as t_keys
 from distillscope.gateway.tables import enforcement_audit as t_audit
 from distillscope.gateway.tables import key_state_changes as t_changes
+from distillscope.gateway.tables import model_limits as t_model_limits
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ class Principal:
     limits: Limits
     monthly_token_budget: int | None = None
     expires_at: datetime | None = None
+    model_limits: dict[str, Limits] = field(default_factory=dict)  # model id -> limits on top of ``limits``
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ class AccountInfo:
     updated_at: datetime
     keys: tuple[KeyInfo, ...] = field(default=())
     monthly_token_budget: int | None = None
+    model_limits: dict[str, Limits] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -233,7 +236,8 @@ class AccountStore:
             row = _account_row(conn, id_or_name)
             keys = conn.execute(sa.select(t_keys).where(t_keys.c.account_id == row.account_id)
                                 .order_by(t_keys.c.created_at, t_keys.c.key_id)).all()
-        return _account_info(row, tuple(_key_info(k) for k in keys))
+            models = _model_limits(conn, row.account_id, row.throttle_factor)
+        return replace(_account_info(row, tuple(_key_info(k) for k in keys)), model_limits=models)
 
     def list_accounts(self) -> list[AccountInfo]:
         with self.engine.connect() as conn:
@@ -374,7 +378,8 @@ class AccountStore:
                 raise _state_error(kind, st, ident)
         return Principal(account_id=row.account_id, account_name=row.name, key_id=row.key_id,
                          state=worst_state(key_state, account_state), limits=_row_limits(row),
-                         monthly_token_budget=row.monthly_token_budget, expires_at=expires_at)
+                         monthly_token_budget=row.monthly_token_budget, expires_at=expires_at,
+                         model_limits=row.model_limits)
 
     def _key_row_cached(self, key_id: str) -> Any:
         with self.engine.connect() as conn:
@@ -386,16 +391,39 @@ class AccountStore:
                 row = self._cache.get(key_id)
             if row is not None:
                 return row
-            row = conn.execute(
+            found = conn.execute(
                 sa.select(t_keys.c.key_id, t_keys.c.salt, t_keys.c.key_hash, t_keys.c.state.label("key_state"),
                           t_keys.c.expires_at, t_accounts)
                 .join(t_accounts, t_accounts.c.account_id == t_keys.c.account_id)
                 .where(t_keys.c.key_id == key_id)).first()
+            row = None if found is None else _CachedKey(**found._mapping,
+                                                        model_limits=_model_limits(conn, found.account_id))
         if row is not None:
             with self._cache_lock:
                 if seq == self._cache_seq and len(self._cache) < KEY_CACHE_SIZE:
                     self._cache[key_id] = row
         return row
+
+    # -- per-model limits --------------------------------------------------------------------
+    def set_model_limits(self, account: str, model: str, limits: Limits | None, *, actor: str) -> None:
+        """Limit an account's keys on one model (on top of their own limits); None removes the entry.
+
+        ``throttle_factor`` of ``limits`` is ignored: a throttled key scales these by the account's.
+        """
+        if not isinstance(model, str) or not model or len(model) > 256:
+            raise ConfigError(f"model {model!r} is invalid", hint="give the model id, at most 256 characters",
+                              code="invalid_model")
+        with self._locked() as conn:
+            row = _account_row(conn, account)
+            conn.execute(t_model_limits.delete().where(t_model_limits.c.account_id == row.account_id,
+                                                       t_model_limits.c.model == model))
+            if limits is not None:
+                conn.execute(t_model_limits.insert().values(account_id=row.account_id, model=model,
+                                                            rpm=limits.rpm, tpm=limits.tpm,
+                                                            max_concurrent=limits.max_concurrent))
+            _audit(conn, "account", row.account_id, "model_limits", None, None, f"limits for model {model!r}",
+                   actor, {"model": model, "new": None if limits is None else _limit_columns(limits)})
+        log.info("model limits of account %s for %s set by %s", row.account_id, model, actor)
 
     # -- budgets -----------------------------------------------------------------------------
     def set_budget(self, account: str, monthly_tokens: int | None, *, actor: str) -> None:
@@ -492,6 +520,38 @@ def _insert_key(conn: Connection, account_id: str, state: KeyState = KeyState.AC
                                         expires_at=expires_at))
     return f"{KEY_PREFIX}-{key_id}-{secret}", KeyInfo(key_id=key_id, account_id=account_id, state=state,
                                                       created_at=now, expires_at=expires_at)
+
+
+@dataclass(frozen=True)
+class _CachedKey:
+    """What authentication needs of a key, its account and the account's per-model limits."""
+
+    key_id: str
+    salt: str
+    key_hash: str
+    key_state: str
+    expires_at: Any
+    account_id: str
+    name: str
+    state: str
+    rpm: int | None
+    tpm: int | None
+    max_concurrent: int | None
+    throttle_factor: float
+    created_at: Any
+    updated_at: Any
+    monthly_token_budget: int | None
+    model_limits: dict[str, Limits]
+
+
+def _model_limits(conn: Connection, account_id: str, throttle_factor: float | None = None) -> dict[str, Limits]:
+    factor = throttle_factor
+    if factor is None:
+        factor = conn.execute(sa.select(t_accounts.c.throttle_factor)
+                              .where(t_accounts.c.account_id == account_id)).scalar_one()
+    rows = conn.execute(sa.select(t_model_limits).where(t_model_limits.c.account_id == account_id)).all()
+    return {r.model: Limits(rpm=r.rpm, tpm=r.tpm, max_concurrent=r.max_concurrent, throttle_factor=factor)
+            for r in rows}
 
 
 def _check_expiry(expires_at: datetime | None) -> datetime | None:

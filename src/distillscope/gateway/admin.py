@@ -20,7 +20,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Callable, Optional
 
-from fastapi import APIRouter, Depends, Query, Request, Response, Security
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -29,8 +29,8 @@ from annotated_types import Gt, Le
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, Strict, StrictBool, StrictStr
 
 from distillscope.errors import AuthError, ConfigError, DistillscopeError
-from distillscope.gateway.accounts import (ACCOUNT_NAME_PATTERN, MAX_BUDGET, MAX_LIMIT, REASON_PATTERN, AccountInfo, AccountStore,
-                                           KeyInfo, KeyState, Limits)
+from distillscope.gateway.accounts import (ACCOUNT_NAME_PATTERN, MAX_BUDGET, MAX_LIMIT, REASON_PATTERN, AccountInfo,
+                                           AccountStore, KeyInfo, KeyState, Limits)
 from distillscope.gateway.budgets import spend_report
 from distillscope.gateway.errors_http import _param, error_body
 from distillscope.gateway.requestlog import RequestLog
@@ -147,6 +147,7 @@ class StateBody(BaseModel):
 
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+MODEL_PATH = Path(max_length=256, description="Model id as clients send it (may contain '/').")
 TIME_QUERY = Query(default=None, description="RFC 3339 date-time with a time zone, e.g. 2026-01-31T00:00:00Z.",
                    json_schema_extra={"format": "date-time"})
 
@@ -313,6 +314,17 @@ def admin_router(store: AccountStore, request_log: RequestLog, admin_token: Secr
         expires = parse_rfc3339(body.expires_at, "expires_at") if body is not None else None
         plaintext, key = store.create_key(account, actor=ADMIN_ACTOR, expires_at=expires)
         return {"api_key": plaintext, "key": _key_out(key)}
+
+    @router.put("/accounts/{account}/model-limits/{model:path}")
+    def set_model_limits(account: str, body: LimitsBody, model: str = MODEL_PATH) -> dict[str, Any]:
+        limits = body.merged(Limits(rpm=None, tpm=None, max_concurrent=None))
+        store.set_model_limits(account, model, limits, actor=ADMIN_ACTOR)
+        return _account_out(store.get_account(account))
+
+    @router.delete("/accounts/{account}/model-limits/{model:path}")
+    def delete_model_limits(account: str, model: str = MODEL_PATH) -> dict[str, Any]:
+        store.set_model_limits(account, model, None, actor=ADMIN_ACTOR)
+        return _account_out(store.get_account(account))
 
     @router.put("/accounts/{account}/budget")
     def set_budget(account: str, body: BudgetBody) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from distillscope.gateway.backends import LocalBackend, make_backend
 from distillscope.gateway.db import make_engine, upgrade_database
 from distillscope.gateway.errors_http import install_error_handlers
 from distillscope.gateway.limits import make_rate_limiter
+from distillscope.gateway.logwriter import GroupCommitWriter
 from distillscope.gateway.metrics import GatewayMetrics
 from distillscope.gateway.openapi import install_openapi
 from distillscope.gateway.recording import new_request_id
@@ -103,6 +104,7 @@ def _lifespan(own_engine: bool):
             if state.pending:
                 await asyncio.gather(*state.pending, return_exceptions=True)
             await state.backend.close()
+            await run_in_threadpool(state.log_writer.close)
             state.metrics.close()
             if own_engine:
                 state.engine.dispose()
@@ -128,6 +130,7 @@ def create_app(settings: Settings, *, backend: Any = None, guards: Sequence[Any]
                          metrics=GatewayMetrics(), guards=tuple(guards))
     app = FastAPI(title="distillscope gateway", version=__version__, lifespan=_lifespan(own_engine),
                   description="OpenAI-compatible gateway with accounts, limits, request log and watermark.")
+    state.log_writer = GroupCommitWriter(request_log)
     app.state.gateway = state
     app.add_middleware(RequestStampMiddleware, max_body_bytes=state.config.max_body_bytes)
     install_error_handlers(app)

@@ -13,20 +13,23 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import secrets
+import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from distillscope.errors import GatewayError, RateLimitError
 from distillscope.gateway.accounts import Limits, Principal
 from distillscope.gateway.db import make_engine
+from distillscope.gateway.tables import metadata
 from distillscope.gateway.tables import rate_limit_buckets as t_buckets
 from distillscope.gateway.tables import rate_limit_leases as t_leases
 
@@ -136,16 +139,18 @@ class DatabaseRateLimiter:
     ``RETURNING``: a row lock on PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite), so workers sharing the
     database share the limits. Limiter state need not survive a power loss, so the limiter uses
     its own engine whose commits skip the disk flush (``synchronous_commit=off`` on PostgreSQL,
-    ``synchronous=NORMAL`` on SQLite); the request log keeps full durability.
+    ``synchronous=NORMAL`` on SQLite), and on SQLite its own file (``gateway.limits.sqlite`` beside
+    ``gateway.sqlite``, see :func:`limiter_path`); the request log keeps full durability.
     """
 
     def __init__(self, engine: Engine, *, lease_ttl: float = DEFAULT_LEASE_TTL_S,
                  clock: Callable[[], float] = time.time) -> None:
-        if engine.url.database not in (None, "", ":memory:"):
-            engine = make_engine(engine.url.render_as_string(hide_password=False), durable=False)
-        self.engine = engine
+        self.engine = _limiter_engine(engine)
         self.lease_ttl = lease_ttl
         self._clock = clock
+        # SQLite: this process's threads take turns here instead of in SQLite's busy handler, which
+        # sleeps 1-100 ms per retry; other processes still share the file's write lock.
+        self._local_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
 
     def check(self) -> bool:
         """Whether the limiter's database answers (for ``/readyz``)."""
@@ -158,7 +163,12 @@ class DatabaseRateLimiter:
 
     @contextmanager
     def _transaction(self) -> Iterator[sa.Connection]:
-        with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+        if self._local_lock is None:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        with self._local_lock, self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, \
+                conn.begin():
             yield conn
 
     def acquire(self, principal: Principal, *, est_tokens: int) -> Lease:
@@ -169,23 +179,23 @@ class DatabaseRateLimiter:
         lease_id = secrets.token_hex(8) if limits.max_concurrent is not None else None
         try:
             with self._transaction() as conn:
+                sql = _statements(conn.dialect.name)
                 now = self._clock()
-                row = _lock_bucket(conn, key_id, limits, now)
+                requests, tokens, updated = conn.exec_driver_sql(sql["lock"], {
+                    "k": key_id, "r": float(limits.rpm or 0), "t": float(limits.tpm or 0), "u": now}).one()
                 active = 0
                 if limits.max_concurrent is not None:
-                    active = conn.execute(sa.select(sa.func.count()).select_from(t_leases).where(
-                        t_leases.c.key_id == key_id, t_leases.c.expires > now)).scalar_one()
-                elapsed = now - row.updated
-                d = decide(limits, requests=refill(row.requests, limits.rpm, elapsed),
-                           tokens=refill(row.tokens, limits.tpm, elapsed), active=active, est_tokens=est_tokens)
+                    active = conn.exec_driver_sql(sql["active"], {"k": key_id, "now": now}).scalar_one()
+                elapsed = now - updated
+                d = decide(limits, requests=refill(requests, limits.rpm, elapsed),
+                           tokens=refill(tokens, limits.tpm, elapsed), active=active, est_tokens=est_tokens)
                 if d.reason:
                     raise _rejection(principal, limits, d, est_tokens)
-                conn.execute(t_buckets.update().where(t_buckets.c.key_id == key_id).values(
-                    requests=d.requests_left if d.requests_left is not None else row.requests,
-                    tokens=d.tokens_left if d.tokens_left is not None else row.tokens, updated=now))
+                conn.exec_driver_sql(sql["update"], {
+                    "k": key_id, "r": d.requests_left if d.requests_left is not None else requests,
+                    "t": d.tokens_left if d.tokens_left is not None else tokens, "u": now})
                 if lease_id is not None:
-                    conn.execute(t_leases.insert().values(lease_id=lease_id, key_id=key_id,
-                                                          expires=now + self.lease_ttl))
+                    conn.exec_driver_sql(sql["lease"], {"l": lease_id, "k": key_id, "e": now + self.lease_ttl})
         except SQLAlchemyError as exc:
             raise GatewayError(f"the rate limiter's database is unavailable ({exc.__class__.__name__})",
                                code="rate_limiter_unavailable") from exc
@@ -193,28 +203,70 @@ class DatabaseRateLimiter:
         return Lease(headers, lambda actual: self._release(key_id, lease_id, limits.tpm, est_tokens - actual))
 
     def _release(self, key_id: str, lease_id: str | None, tpm: int | None, refund: int) -> None:
+        if lease_id is None and (tpm is None or not refund):
+            return
         try:
             with self._transaction() as conn:
+                sql = _statements(conn.dialect.name)
                 if lease_id is not None:  # also sweeps this key's leases left behind by crashed workers
-                    conn.execute(t_leases.delete().where(sa.or_(
-                        t_leases.c.lease_id == lease_id,
-                        sa.and_(t_leases.c.key_id == key_id, t_leases.c.expires <= self._clock()))))
+                    conn.exec_driver_sql(sql["release"], {"l": lease_id, "k": key_id, "now": self._clock()})
                 if tpm is not None and refund:
-                    least = sa.func.min if conn.dialect.name == "sqlite" else sa.func.least
-                    conn.execute(t_buckets.update().where(t_buckets.c.key_id == key_id).values(
-                        tokens=least(t_buckets.c.tokens + refund, float(tpm))))
+                    conn.exec_driver_sql(sql["refund"], {"k": key_id, "n": float(refund), "cap": float(tpm)})
         except SQLAlchemyError:  # the lease expires on its own; never fail a finished request
             log.warning("could not release the rate-limit lease of key %s; it expires after %.0fs",
                         key_id, self.lease_ttl, exc_info=True)
 
 
-def _lock_bucket(conn: sa.Connection, key_id: str, limits: Limits, now: float) -> Any:
-    """The key's bucket row, created full if missing, locked until the transaction ends (one statement)."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(t_buckets).values(key_id=key_id, requests=float(limits.rpm or 0),
-                                            tokens=float(limits.tpm or 0), updated=now)
-    stmt = stmt.on_conflict_do_update(index_elements=["key_id"], set_={"key_id": stmt.excluded.key_id})
-    return conn.execute(stmt.returning(t_buckets.c.requests, t_buckets.c.tokens, t_buckets.c.updated)).one()
+# The limiter's statements as driver SQL: they run on every request, and building SQLAlchemy Core
+# statements costs more CPU than the database work. ":name" placeholders (sqlite3's named style)
+# become "%(name)s" for psycopg. Each locks the key's bucket row first (the upsert), so a decision
+# is one serialised transaction per key.
+_SQL = {
+    "lock": "INSERT INTO rate_limit_buckets (key_id, requests, tokens, updated) VALUES (:k, :r, :t, :u) "
+            "ON CONFLICT (key_id) DO UPDATE SET key_id = excluded.key_id RETURNING requests, tokens, updated",
+    "active": "SELECT count(*) FROM rate_limit_leases WHERE key_id = :k AND expires > :now",
+    "update": "UPDATE rate_limit_buckets SET requests = :r, tokens = :t, updated = :u WHERE key_id = :k",
+    "lease": "INSERT INTO rate_limit_leases (lease_id, key_id, expires) VALUES (:l, :k, :e)",
+    "release": "DELETE FROM rate_limit_leases WHERE lease_id = :l OR (key_id = :k AND expires <= :now)",
+    "refund": "UPDATE rate_limit_buckets SET tokens = {least}(tokens + :n, :cap) WHERE key_id = :k",
+}
+_SQL_BY_DIALECT: dict[str, dict[str, str]] = {}
+
+
+def _statements(dialect: str) -> dict[str, str]:
+    sql = _SQL_BY_DIALECT.get(dialect)
+    if sql is None:
+        least = "min" if dialect == "sqlite" else "least"
+        sql = {k: v.replace("{least}", least) for k, v in _SQL.items()}
+        if dialect != "sqlite":
+            sql = {k: re.sub(r":(\w+)", r"%(\1)s", v) for k, v in sql.items()}
+        _SQL_BY_DIALECT[dialect] = sql
+    return sql
+
+
+def limiter_path(database: str) -> Path:
+    """Where the SQLite limiter keeps its state: beside the log database, ``gateway.limits.sqlite``."""
+    path = Path(database).expanduser()
+    return path.with_name(f"{path.stem}.limits{path.suffix or '.sqlite'}")
+
+
+def _limiter_engine(engine: Engine) -> Engine:
+    """The limiter's own engine: commits skip the disk flush (limiter state need not survive a power
+    loss). On SQLite its tables live in their own file beside the log database, so limiter
+    transactions never wait behind a request-log commit's fsync for the one write lock of a file."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        if url.database in (None, "", ":memory:") or url.database.startswith("file:"):
+            return engine
+        limiter = make_engine(url.set(database=str(limiter_path(url.database))).render_as_string(
+            hide_password=False), durable=False)
+        # Scratch state, recreated empty when missing; the gateway database itself only changes
+        # through its Alembic migrations.
+        # BEGIN IMMEDIATE: workers starting together create them once, one after the other.
+        with limiter.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+            metadata.create_all(conn, tables=[t_buckets, t_leases])
+        return limiter
+    return make_engine(url.render_as_string(hide_password=False), durable=False)
 
 
 _ACQUIRE_LUA = """

@@ -9,6 +9,8 @@ final ``data: [DONE]``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -17,6 +19,7 @@ from typing import Any, AsyncIterator
 from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from distillscope.errors import AuthError, DistillscopeError, GatewayError, RateLimitError
@@ -109,6 +112,39 @@ def _check(state: GatewayState, body: Any, endpoint: str) -> int:
     return requested if requested is not None else min(cfg.default_max_tokens, cfg.max_tokens_cap)
 
 
+def acquire_leases(limiter: Any, principal: Any, model: str, est_tokens: int) -> Any:
+    """The key's lease, and with a per-model limit for ``model`` that one too (its own bucket).
+
+    A refusal by the model's limit gives the key's lease back (the key's request count stays spent).
+    """
+    lease = limiter.acquire(principal, est_tokens=est_tokens)
+    limits = principal.model_limits.get(model) if principal.model_limits else None
+    if limits is None:
+        return lease
+    bucket = f"{principal.key_id}.{hashlib.sha1(model.encode('utf-8', 'replace')).hexdigest()[:19]}"
+    try:
+        model_lease = limiter.acquire(dataclasses.replace(principal, key_id=bucket, limits=limits),
+                                      est_tokens=est_tokens)
+    except RateLimitError as exc:
+        lease.release(0)
+        exc.message = exc.message.replace(f"API key {bucket}", f"model {model!r} on API key {principal.key_id}")
+        exc.args = (f"{exc.message} ({exc.hint})" if exc.hint else exc.message,)
+        raise
+    return CombinedLease(lease, model_lease)
+
+
+class CombinedLease:
+    """Two leases released together; the headers of the model's limit win where both set one."""
+
+    def __init__(self, first: Any, second: Any) -> None:
+        self.first, self.second = first, second
+        self.headers = {**first.headers, **second.headers}
+
+    def release(self, actual_tokens: int) -> None:
+        self.first.release(actual_tokens)
+        self.second.release(actual_tokens)
+
+
 def _check_budget(state: GatewayState, principal: Any) -> None:
     """Refuse (429 ``insufficient_quota``, like OpenAI) once the account spent its month's tokens."""
     used = state.request_log.month_usage(principal.account_id)
@@ -152,7 +188,7 @@ async def _serve(request: Request, endpoint: str, body: Any) -> Any:
         await run_in_threadpool(_check_budget, state, ctx.principal)
     n_prompts = len(body.prompts()) if endpoint == "completions" else 1
     est_tokens = body.prompt_chars() // 4 + max_tokens * body.n * n_prompts
-    lease = await run_in_threadpool(state.limiter.acquire, ctx.principal, est_tokens=est_tokens)
+    lease = await run_in_threadpool(acquire_leases, state.limiter, ctx.principal, body.model, est_tokens)
     call = Call(endpoint=endpoint, request=body, request_id=ctx.request_id, created=int(time.time()),
                 model=body.model, max_tokens=max_tokens)
     headers = {**lease.headers, "x-request-id": ctx.request_id}
@@ -163,14 +199,20 @@ async def _serve(request: Request, endpoint: str, body: Any) -> Any:
             response = await _stream(state, ctx, call, lease, headers)
             streaming = isinstance(response, StreamingResponse)
             return response
-        reply = await state.backend.complete(call)
-        await _finish(state, ctx, reply)
-        return JSONResponse(reply.body, status_code=reply.status, headers=headers)
+        try:
+            reply = await state.backend.complete(call)
+            await _finish(state, ctx, reply)
+        except BaseException:
+            await run_in_threadpool(lease.release, ctx.extra.get("tokens", 0))
+            raise
+        # The slot and the token correction are given back once the body is sent, off the
+        # request's path (the row is already committed).
+        return JSONResponse(reply.body, status_code=reply.status, headers=headers,
+                            background=BackgroundTask(run_in_threadpool, lease.release,
+                                                      ctx.extra.get("tokens", 0)))
     finally:
         if not streaming:
             state.metrics.in_flight.dec()
-        if not body.stream:
-            await run_in_threadpool(lease.release, ctx.extra.get("tokens", 0))
 
 
 async def _finish(state: GatewayState, ctx: recording.RequestContext, reply: Reply) -> None:

@@ -73,7 +73,8 @@ def _set_caps(schemas: dict[str, Any], config: Any) -> None:
                 _nullable_prop(body, field)["maximum"] = config.max_tokens_cap
         body["properties"]["n"]["maximum"] = config.max_choices
     chat = schemas["ChatCompletionRequest"]
-    for prop in (schemas["ChatMessage"]["properties"]["content"]["anyOf"][0], schemas["TextPart"]["properties"]["text"]):
+    message = schemas["ChatMessage"]["properties"]["content"]["anyOf"][0]
+    for prop in (message, schemas["TextPart"]["properties"]["text"]):
         prop["maxLength"] = config.max_prompt_chars
     chat["properties"]["messages"]["description"] = (
         f"The conversation; all text together at most {config.max_prompt_chars} characters (400 otherwise).")

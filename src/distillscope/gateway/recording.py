@@ -1,9 +1,10 @@
 """One request-log row per API request, written before the response is acknowledged.
 
 :class:`RequestContext` collects what a request's row needs as the request goes through
-authentication, validation, limits and the backend; :func:`record` writes the row (in a worker
-thread, committed before it returns), updates the metrics, and hands the row to every request
-guard, applying the actions they return. A guard that raises is logged and skipped: guards never
+authentication, validation, limits and the backend; :func:`record` writes the row (group
+committed with the rows of concurrent requests, see :mod:`.logwriter`; committed before it
+returns), updates the metrics, and hands the row to every request guard, applying the actions
+they return. A guard that raises is logged and skipped: guards never
 break serving.
 """
 
@@ -148,15 +149,15 @@ def _observe_guards(state: GatewayState, record: RequestRecord) -> None:
                                  record.request_id)
 
 
-def _write_and_guard(state: GatewayState, record: RequestRecord) -> None:
+async def _write_and_guard(state: GatewayState, record: RequestRecord) -> None:
     try:
-        state.request_log.write(record)
+        await state.log_writer.write(record)  # group commit: committed when this returns
     except SQLAlchemyError as exc:
         logger.error("request %s: the request log is unavailable (%s)", record.request_id, type(exc).__name__)
         raise GatewayError("the request could not be logged, so it was not served",
                            hint="retry later", code="request_log_unavailable") from None
     if state.guards:
-        _observe_guards(state, record)
+        await run_in_threadpool(_observe_guards, state, record)
 
 
 async def record(state: GatewayState, ctx: RequestContext, status: int, *, error: str | None = None,
@@ -166,7 +167,7 @@ async def record(state: GatewayState, ctx: RequestContext, status: int, *, error
         return None
     ctx.logged = True
     rec = build_record(ctx, status, error=error, reply=reply)
-    await run_in_threadpool(_write_and_guard, state, rec)
+    await _write_and_guard(state, rec)
     label = ctx.endpoint if ctx.endpoint in ENDPOINTS else "other"
     state.metrics.observe(label, status, rec.latency_ms / 1000.0, prompt_tokens=rec.prompt_tokens,
                           completion_tokens=rec.completion_tokens, reason=error if status >= 400 else None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
@@ -37,16 +38,23 @@ EXPORT_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", "
 EXPORT_CHUNK_ROWS = 5_000
 RETENTION_BATCH_ROWS = 5_000
 
-# Arrow schema of the export, in the column order of the table.
-EXPORT_SCHEMA = pa.schema([
-    ("request_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("account_id", pa.string()),
-    ("key_id", pa.string()), ("client_ip", pa.string()), ("user_agent", pa.string()), ("endpoint", pa.string()),
-    ("model", pa.string()), ("params", pa.string()), ("temperature", pa.float64()), ("max_tokens", pa.int64()),
-    ("logprobs", pa.int64()), ("logit_bias", pa.bool_()), ("stream", pa.bool_()), ("prompt", pa.string()),
-    ("completion", pa.string()), ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
-    ("latency_ms", pa.float64()), ("status", pa.int64()), ("error", pa.string()),
-    ("watermark_key_id", pa.string()), ("end_user", pa.string()),
-])
+def _arrow_type(column: sa.Column) -> pa.DataType:
+    """The Arrow type of a ``request_log`` column in the export."""
+    kind = column.type
+    if isinstance(kind, sa.DateTime):
+        return pa.timestamp("us", tz="UTC")
+    if isinstance(kind, sa.Boolean):
+        return pa.bool_()
+    if isinstance(kind, sa.Integer):  # BigInteger included
+        return pa.int64()
+    if isinstance(kind, sa.Float):
+        return pa.float64()
+    return pa.string()
+
+
+# Arrow schema of the export: derived from the SQL table (``tables.request_log``), in its column
+# order, so the table, the export and RequestRecord (checked by a test) cannot drift apart.
+EXPORT_SCHEMA = pa.schema([(c.name, _arrow_type(c)) for c in t_log.columns])
 
 
 @dataclass
@@ -145,15 +153,15 @@ def _usage_increments(rows: list[dict[str, Any]]) -> dict[tuple[str, str], tuple
     return out
 
 
-def _usage_upsert(dialect: str, account_id: str, period: str, n: int, pt: int, ct: int) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    insert = (postgresql if dialect == "postgresql" else sqlite).insert
-    stmt = insert(t_usage).values(account_id=account_id, period=period, requests=n, prompt_tokens=pt,
-                                  completion_tokens=ct)
-    return stmt.on_conflict_do_update(index_elements=["account_id", "period"], set_={
-        "requests": t_usage.c.requests + n, "prompt_tokens": t_usage.c.prompt_tokens + pt,
-        "completion_tokens": t_usage.c.completion_tokens + ct})
+_INSERT_ROW = t_log.insert()  # built once: it runs for every batch of rows
+# Counting a batch's requests and tokens per account and month, as driver SQL (sqlite3's :name,
+# psycopg's %(name)s placeholders): the same upsert on both databases.
+_USAGE_SQL = ("INSERT INTO account_usage (account_id, period, requests, prompt_tokens, completion_tokens) "
+              "VALUES (:a, :p, :n, :pt, :ct) ON CONFLICT (account_id, period) DO UPDATE SET "
+              "requests = account_usage.requests + excluded.requests, "
+              "prompt_tokens = account_usage.prompt_tokens + excluded.prompt_tokens, "
+              "completion_tokens = account_usage.completion_tokens + excluded.completion_tokens")
+_USAGE_UPSERT = (_USAGE_SQL, re.sub(r":(\w+)", r"%(\1)s", _USAGE_SQL))
 
 
 def _from_row(row: Any) -> RequestRecord:
@@ -192,9 +200,10 @@ class RequestLog:
         if not rows:
             return
         with self.engine.begin() as conn:
-            conn.execute(t_log.insert(), rows)
+            conn.execute(_INSERT_ROW, rows)
+            upsert = _USAGE_UPSERT[conn.dialect.name == "postgresql"]
             for (account_id, period), (n, pt, ct) in _usage_increments(rows).items():
-                conn.execute(_usage_upsert(conn.dialect.name, account_id, period, n, pt, ct))
+                conn.exec_driver_sql(upsert, {"a": account_id, "p": period, "n": n, "pt": pt, "ct": ct})
 
     def month_usage(self, account_id: str, when: datetime | None = None) -> UsageSummary:
         """Requests and tokens of ``account_id`` in the UTC month of ``when`` (default: now)."""

@@ -86,6 +86,7 @@ class GatewayState:
     metrics: GatewayMetrics
     guards: Sequence[Any] = ()
     guard_lock: threading.Lock = field(default_factory=threading.Lock)
+    log_writer: Any = None  # GroupCommitWriter over request_log (set by create_app)
     ready: bool = False
     pending: set[Any] = field(default_factory=set)   # log writes of disconnected streams
 

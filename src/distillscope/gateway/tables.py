@@ -127,3 +127,14 @@ rate_limit_leases = sa.Table(
     sa.Column("expires", sa.Float, nullable=False),
     sa.Index("ix_rate_limit_leases_key_expires", "key_id", "expires"),
 )
+
+
+# Per-model limits of an account's keys, applied on top of the key's own limits (NULL: unlimited).
+model_limits = sa.Table(
+    "model_limits", metadata,
+    sa.Column("account_id", sa.String(32), sa.ForeignKey("accounts.account_id"), primary_key=True),
+    sa.Column("model", sa.String(256), primary_key=True),
+    sa.Column("rpm", sa.Integer, nullable=True),
+    sa.Column("tpm", sa.Integer, nullable=True),
+    sa.Column("max_concurrent", sa.Integer, nullable=True),
+)

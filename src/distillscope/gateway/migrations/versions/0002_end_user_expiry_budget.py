@@ -10,7 +10,8 @@ Create Date: 2026-12-04 19:20:00
 * ``accounts.monthly_token_budget`` and ``account_usage``: tokens per account and UTC month,
   counted in the transaction that writes the request's log row; a spent budget refuses requests;
 * ``key_state_changes``: one row per state change of a key or account, so every worker's key
-  cache sees a revocation on the next request.
+  cache sees a revocation on the next request;
+* ``model_limits``: per-model limits of an account's keys (on top of the key's own limits).
 """
 
 from __future__ import annotations
@@ -48,9 +49,21 @@ def upgrade() -> None:
         sa.Column("target_id", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_key_state_changes")),
     )
+    op.create_table(
+        "model_limits",
+        sa.Column("account_id", sa.String(length=32), nullable=False),
+        sa.Column("model", sa.String(length=256), nullable=False),
+        sa.Column("rpm", sa.Integer(), nullable=True),
+        sa.Column("tpm", sa.Integer(), nullable=True),
+        sa.Column("max_concurrent", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.account_id"],
+                                name=op.f("fk_model_limits_account_id_accounts")),
+        sa.PrimaryKeyConstraint("account_id", "model", name=op.f("pk_model_limits")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("model_limits")
     op.drop_table("key_state_changes")
     op.drop_table("account_usage")
     with op.batch_alter_table("accounts") as batch:
