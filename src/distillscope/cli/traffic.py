@@ -84,7 +84,7 @@ def calibrate_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Calibration JSON to write."),
     engine: str = typer.Option("duckdb", "--engine", help=ENGINE_HELP),
     mapping: List[str] = typer.Option([], "--map", help=MAP_HELP),
-    alpha: float = typer.Option(0.0002, "--alpha", help="Target benign false-positive rate of the threshold."),
+    alpha: float = typer.Option(0.001, "--alpha", help="Target benign false-positive rate per account (conformal p-value threshold)."),
 ) -> None:
     """Set thresholds from benign traffic only (never from the log you scan)."""
     from distillscope.traffic import ScanConfig, ScoringConfig, calibrate, parse_mapping
