@@ -59,7 +59,7 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
 
 #: Heavy-tailed features the scorer standardises on a log1p scale.
 LOG_SCALED = frozenset({"mean_max_tokens", "mean_completion_tokens", "out_in_ratio", "requests_per_day",
-                        "mean_top_logprobs", "n_days_active"})
+                        "n_days_active"})
 
 #: Every output column of :func:`entity_features_sql`, in order (after the entity id).
 FEATURE_COLUMNS: tuple[str, ...] = (

@@ -207,7 +207,13 @@ def calibrate(reference: RequestLogTable | str | Path | pa.Table, engine: str | 
     rff = RandomFeatures.draw(config.distribution)
     a = analyse(reference, engine, config, mapping=mapping, progress=progress, features=rff)
     source = reference.report.source if isinstance(reference, RequestLogTable) else str(reference)[:200]
-    dist = fit_reference(a.distribution.accounts, config.distribution, rff)
+    return calibrate_analysis(a, config, rff, source=source)
+
+
+def calibrate_analysis(a: Analysis, config: ScanConfig, rff: RandomFeatures, *, source: str = "reference",
+                       dist: DistributionReference | None = None) -> Calibration:
+    """The calibration of an analysed benign log (``dist``: a distribution reference already fitted on it)."""
+    dist = dist or fit_reference(a.distribution.accounts, config.distribution, rff)
     acc = attach(a.account_features, a.distribution.accounts, dist, "account_id", leave_one_out=True)
     camp = attach(a.campaign_features, a.distribution.campaigns, dist, "campaign_id")
     win = attach(a.windows, a.windows_distribution, dist, "window_id") if len(a.windows) else None
@@ -327,13 +333,18 @@ def scan(log: RequestLogTable | str | Path | pa.Table, calibration: Calibration,
     config = replace(config, scoring=calibration.config, distribution=dist.config)   # scored as calibrated
     t0 = time.perf_counter()
     eng_name = engine if isinstance(engine, str) else engine.name
-    a = analyse(log, engine, config, mapping=mapping, progress=progress, features=dist.features)
-    a = replace(a, account_features=attach(a.account_features, a.distribution.accounts, dist, "account_id"),
+    a = attach_distribution(analyse(log, engine, config, mapping=mapping, progress=progress, features=dist.features),
+                            dist)
+    return score_analysis(a, calibration, config, seconds_before=time.perf_counter() - t0, engine=eng_name)
+
+
+def attach_distribution(a: Analysis, dist: DistributionReference) -> Analysis:
+    """The analysis with the distribution test's statistic attached to every entity table."""
+    return replace(a, account_features=attach(a.account_features, a.distribution.accounts, dist, "account_id"),
                 campaign_features=attach(a.campaign_features, a.distribution.campaigns, dist, "campaign_id"),
                 windows=attach(a.windows, a.windows_distribution, dist, "window_id") if len(a.windows) else a.windows,
                 end_users=(attach(a.end_users, a.end_users_distribution, dist, "end_user_id")
                            if len(a.end_users) else a.end_users))
-    return score_analysis(a, calibration, config, seconds_before=time.perf_counter() - t0, engine=eng_name)
 
 
 def score_analysis(a: Analysis, calibration: Calibration, config: ScanConfig = ScanConfig(), *,

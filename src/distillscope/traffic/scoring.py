@@ -246,7 +246,11 @@ class TailModel:
             xi, sigma, ks_p = 0.0, float(max(exc.mean() if len(exc) else 1.0, 1e-6)), float("nan")
         else:
             xi, _, sigma = stats.genpareto.fit(exc, floc=0.0)
-            xi = float(np.clip(xi, 0.0, 0.5))       # no finite endpoint: never more confident than exponential
+            if xi < 0:       # a light (bounded) tail: use the exponential, never more confident than that
+                xi, sigma = 0.0, float(exc.mean())
+            elif xi > 0.5:
+                xi = 0.5
+                sigma = float(stats.genpareto.fit(exc, f0=xi, floc=0.0)[2])
             ks_p = float(stats.kstest(exc, "genpareto", args=(xi, 0.0, sigma)).pvalue)
         if not math.isnan(ks_p) and ks_p < 0.01:
             logger.warning("the generalised Pareto tail of the benign scores fits poorly (KS p = %.3g); "
