@@ -413,6 +413,8 @@ def evidence(row: pd.Series, z: pd.Series, calibration: Calibration, top: int = 
     cap = calibration.config.cap
     contrib = z.astype(float).fillna(-np.inf).clip(upper=cap)
     order = list(contrib.sort_values(ascending=False, kind="stable").index[:top])
+    if DISTRIBUTION_FEATURE not in order:
+        order.append(DISTRIBUTION_FEATURE)         # the distribution test is always shown when it counts
     norm = calibration.normaliser_
     dist = calibration.distribution_reference
     out = []
