@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from scipy import stats
 
 from distillscope.errors import TrafficError
 from distillscope.traffic import SimulationConfig, calibrate, scan, simulate
@@ -18,7 +19,7 @@ from distillscope.traffic.distribution import (DISTRIBUTION_FEATURE, Distributio
                                                RandomFeatures, distribution_sql, fit_reference, mmd_statistic)
 from distillscope.traffic.engines import make_engine
 from distillscope.traffic.reference import benign_reference_config
-from distillscope.traffic.scoring import Calibration, _stratum, feature_pvalues
+from distillscope.traffic.scoring import Calibration
 
 CONFIG = DistributionConfig(inputs=("cot", "max_tokens", "hour"), n_features=8, bandwidth=1.5, min_rows=2)
 
@@ -143,21 +144,35 @@ def test_calibration_keeps_the_distribution_reference(traffic_calibration, tmp_p
     assert isinstance(ref, DistributionReference) and len(ref.embeddings) >= 100
     loaded = Calibration.load(traffic_calibration.save(tmp_path / "cal.json"))
     assert loaded.distribution_reference == ref
-    assert all(DISTRIBUTION_FEATURE in table for table in traffic_calibration.reference.values())
+    assert DISTRIBUTION_FEATURE in traffic_calibration.normaliser["centre"]
+    assert len(traffic_calibration.feature_z[DISTRIBUTION_FEATURE]) >= 100
 
 
-def test_mmd_pvalues_are_calibrated_on_benign_null_data(null_scan, traffic_calibration):
+def _feature_p(cal: Calibration, acc: pd.DataFrame, feature: str) -> np.ndarray:
+    """Per-feature benign tail probability of the volume-normalised excess (the evidence's p-value)."""
+    z = cal.z(acc)[feature].to_numpy()
+    ref = np.asarray(cal.feature_z[feature])
+    p = (1 + len(ref) - np.searchsorted(ref, np.minimum(z, cal.config.cap), side="left")) / (len(ref) + 1)
+    return np.where(np.isnan(z), np.nan, p)
+
+
+def test_fpr_on_a_benign_log_the_calibration_never_saw(null_scan, traffic_calibration):
+    """Account p-values (the combined score) and the distribution test's own p-values are calibrated on
+    a fresh benign-only log: the rate of p <= alpha stays at or below alpha up to binomial noise."""
     res, _ = null_scan
     acc = res.account_features
-    p = feature_pvalues(acc, traffic_calibration.reference, traffic_calibration.config,
-                        (DISTRIBUTION_FEATURE,), common_floor=False)[DISTRIBUTION_FEATURE].to_numpy()
-    p = p[acc[DISTRIBUTION_FEATURE].notna().to_numpy()]
-    assert len(p) >= 500
-    for alpha in (0.01, 0.05, 0.1, 0.25, 0.5):
-        rate = float(np.mean(p <= alpha))
-        # conservative up to binomial noise (3 sigma)
-        assert rate <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / len(p)), (alpha, rate)
-    assert float(np.mean(p <= 0.5)) >= 0.3           # and not degenerate (it can fail both ways)
+    eligible = acc.n_requests.to_numpy() >= traffic_calibration.config.min_requests
+    p_acc = acc.account_id.map({a.account_id: a.p_value for a in res.accounts}).to_numpy(dtype=float)[eligible]
+    p_mmd = _feature_p(traffic_calibration, acc, DISTRIBUTION_FEATURE)
+    p_mmd = p_mmd[~np.isnan(p_mmd)]
+    for p in (p_acc, p_mmd):
+        assert len(p) >= 400
+        for alpha in (0.01, 0.05, 0.1, 0.25, 0.5):
+            k = int(np.sum(p <= alpha))
+            assert stats.binomtest(k, len(p), alpha, alternative="greater").pvalue > 1e-3, (alpha, k, len(p))
+        assert float(np.mean(p <= 0.5)) >= 0.2           # and not degenerate (it can fail both ways)
+    k = len(res.flagged_accounts)                       # flags at the configured alpha (0.001)
+    assert stats.binomtest(k, len(acc), traffic_calibration.config.alpha, alternative="greater").pvalue > 1e-3, k
 
 
 def _off_distribution_twin(log: pa.Table, account: str) -> pa.Table:
@@ -180,12 +195,10 @@ def test_distribution_test_flags_an_off_distribution_account_not_its_benign_twin
     original = str(counts.index[(counts >= 12) & (counts <= 40)][0])
     res = scan(_off_distribution_twin(sim.log, original), traffic_calibration)
     acc = res.account_features.set_index("account_id")
-    p = feature_pvalues(acc, traffic_calibration.reference, traffic_calibration.config,
-                        (DISTRIBUTION_FEATURE,), common_floor=False)[DISTRIBUTION_FEATURE]
-    stratum = int(_stratum(np.array([acc.loc["twin", "n_requests"]]), traffic_calibration.config.strata)[0])
-    n_ref = len(traffic_calibration.reference[stratum][DISTRIBUTION_FEATURE])
-    assert p["twin"] <= 2 / (n_ref + 1)                  # beyond (almost) every benign reference account
-    assert p[original] > 0.05
+    p = pd.Series(_feature_p(traffic_calibration, acc, DISTRIBUTION_FEATURE), index=acc.index)
+    # beyond almost every benign account once volume is accounted for (the reference holds evaluation
+    # harnesses that ask for reasoning and logprobs too, at every volume)
+    assert p["twin"] <= 0.02 and p[original] > 0.05
     assert acc.loc["twin", DISTRIBUTION_FEATURE] > acc.loc[original, DISTRIBUTION_FEATURE]
     twin = next(a for a in res.accounts if a.account_id == "twin")
     assert twin.flagged and any(e.feature == DISTRIBUTION_FEATURE and "max_tokens" in e.meaning

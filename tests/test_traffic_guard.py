@@ -153,3 +153,21 @@ def test_guard_inside_the_gateway_revokes_and_audits(calibration, traffic, tmp_p
         resp = client.post("/v1/chat/completions", json={"model": "stub-echo", "messages": [
             {"role": "user", "content": "hi"}]}, headers={"Authorization": f"Bearer {keys[sim_victim]}"})
         assert resp.status_code == 403
+
+
+def test_guard_and_scan_agree_on_the_same_log(calibration, traffic):
+    """Same features, same scorer, same calibration: the guard's running score of every account after
+    the last request equals the batch scan's score of that account."""
+    from distillscope.traffic import scan
+
+    log, hydra, other = _subset(traffic, 6, 25)
+    guard = TrafficGuard(calibration)
+    _run(guard, log)
+    result = scan(log, calibration)
+    assert result.accounts
+    for a in result.accounts:
+        score, p = guard.account_score(a.account_id)
+        assert score == pytest.approx(a.score, rel=1e-6, abs=1e-6), a.account_id
+        assert p == pytest.approx(a.p_value, rel=1e-6)
+    flagged = {a.account_id for a in result.flagged_accounts if a.reason == "account"}
+    assert flagged and flagged <= hydra

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pyarrow.parquet as pq
+import numpy as np
 import pytest
 
 from distillscope.cli import main
@@ -70,9 +71,15 @@ def test_calibration_round_trip_and_bad_file(calibration, tmp_path):
     path = calibration.save(tmp_path / "cal.json")
     again = Calibration.load(path)
     assert again.account_threshold == calibration.account_threshold and again.config == calibration.config
+    assert again.p_values(np.array([again.account_threshold]))[0] <= again.config.alpha * (1 + 1e-9)
     (tmp_path / "bad.json").write_text("{}")
-    with pytest.raises(TrafficError, match="format version"):
+    with pytest.raises(TrafficError, match="schema version None"):
         Calibration.load(tmp_path / "bad.json")
+    old = json.loads(path.read_text())
+    old["version"] = 2                     # a calibration of the former, stratified scorer
+    (tmp_path / "v2.json").write_text(json.dumps(old))
+    with pytest.raises(TrafficError, match="schema version 2, this distillscope reads version 3 only"):
+        Calibration.load(tmp_path / "v2.json")
 
 
 def test_too_small_reference_is_refused():

@@ -20,7 +20,8 @@ from datasketch import MinHashLSH
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from distillscope.traffic.prepare import _STOP, COT_PATTERN, EMBED_DIM, PrepareConfig
+from distillscope.traffic.content import classifier_text, content_model
+from distillscope.traffic.prepare import _STOP, EMBED_DIM, PrepareConfig
 from distillscope.traffic.templates import TemplateConfig, content_words, last_user_text, mask, minhashes
 
 
@@ -100,7 +101,9 @@ def text_columns(prompts: pa.ChunkedArray | pa.Array, config: PrepareConfig = Pr
     where = {m: i for i, m in enumerate(distinct)}
     labels = cluster_templates(distinct, config.templates)
     cluster = labels[[where[m] for m in masked]] if uniq else np.zeros(0, np.int64)
-    cot = np.array([1 if COT_PATTERN.search(a) else 0 for a in asks], dtype=np.int64)
+    # the content classifier, one prompt at a time (the batch path classifies all distinct prompts at once)
+    model = content_model(config.content)
+    cot = np.array([int(model.predict([classifier_text(p) or ""]).reasoning[0] >= 0.5) for p in uniq], dtype=np.int64)
     emb, topic = topic_features(asks, cluster, config)
     out = {"cot": np.where(valid, cot[idx] if uniq else -1, -1),
            "template": np.where(valid, cluster[idx] if uniq else -1, -1),

@@ -28,21 +28,19 @@ from distillscope.traffic.features import (SQL_COLUMNS, coordination_keys_sql, c
 from distillscope.traffic.prepare import prepare
 from distillscope.traffic.distribution import DISTRIBUTION_FEATURE, DistributionConfig, RandomFeatures, distribution_sql
 from distillscope.traffic.reference import benign_reference_config
-from distillscope.traffic.scoring import _stratum, feature_pvalues
 from distillscope.traffic.schema import load_log
 
 STRATEGIES = ("single", "paraphrase", "hydra", "hydra-cover")
 
 
 def distribution_flags(res, cal) -> set[str]:
-    """Accounts the distribution test alone flags: kernel MMD above every benign reference account of
-    similar volume (p = 1/(n_ref + 1), the smallest attainable), with at least min_requests requests."""
+    """Accounts the distribution test alone flags: volume-normalised kernel MMD beyond every benign
+    reference account (the smallest attainable per-feature p-value), with at least min_requests requests."""
     acc = res.account_features.reset_index(drop=True)
-    p = feature_pvalues(acc, cal.reference, cal.config, (DISTRIBUTION_FEATURE,),
-                        common_floor=False)[DISTRIBUTION_FEATURE].to_numpy()
-    strata = _stratum(acc.n_requests.to_numpy(), cal.config.strata)
-    floor = np.array([1.0 / (len(cal.reference[int(s)][DISTRIBUTION_FEATURE]) + 1) for s in strata])
-    hit = (p <= floor * (1 + 1e-9)) & (acc.n_requests.to_numpy() >= cal.config.min_requests)
+    z = cal.z(acc)[DISTRIBUTION_FEATURE].to_numpy()
+    ref = cal.feature_z.get(DISTRIBUTION_FEATURE, [])
+    top = max(ref) if ref else np.inf
+    hit = (np.nan_to_num(z, nan=-np.inf) > top) & (acc.n_requests.to_numpy() >= cal.config.min_requests)
     return set(acc.account_id[hit])
 
 

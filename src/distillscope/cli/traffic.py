@@ -84,7 +84,7 @@ def calibrate_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Calibration JSON to write."),
     engine: str = typer.Option("duckdb", "--engine", help=ENGINE_HELP),
     mapping: List[str] = typer.Option([], "--map", help=MAP_HELP),
-    alpha: float = typer.Option(0.0002, "--alpha", help="Target benign false-positive rate of the threshold."),
+    alpha: float = typer.Option(0.001, "--alpha", help="Target benign false-positive rate per account (conformal p-value threshold)."),
 ) -> None:
     """Set thresholds from benign traffic only (never from the log you scan)."""
     from distillscope.traffic import ScanConfig, ScoringConfig, calibrate, parse_mapping
@@ -142,14 +142,21 @@ def scan_cmd(
     res = scan(log, cal, engine, mapping=parse_mapping(mapping), progress=progress)
     for note in res.report.notes():
         console.print(f"  note: {note}")
+    if res.unavailable:
+        console.print("  note: cannot run on this log: " + "; ".join(f"{k} ({v})" for k, v in res.unavailable.items()))
+    flagged_cohorts = [c for c in res.cohorts if c.flagged]
+    if flagged_cohorts:
+        print_table("behaviour cohorts (no shared infrastructure)", ("cohort", "accounts", "fingerprint", "p", "coverage"),
+                    [(c.cluster_id, len(c.accounts), c.fingerprint, f"{c.p_value:.2g}", f"{c.coverage_gain:.1f}")
+                     for c in flagged_cohorts[:top]])
     print_table(f"campaigns (threshold {res.campaign_threshold:.1f})",
                 ("campaign", "accounts", "requests", "score", "flagged", "linked by", "top evidence"),
                 [(c.campaign_id, len(c.accounts), c.n_requests, f"{c.score:.1f}", "FLAG" if c.flagged else "",
                   ", ".join(f"{k}:{v}" for k, v in c.links.items()),
                   ", ".join(e.feature for e in c.evidence[:3])) for c in res.campaigns[:top]])
     print_table(f"accounts (threshold {res.account_threshold:.1f}; {len(res.flagged_accounts)} of "
-                f"{len(res.accounts)} flagged)", ("account", "requests", "score", "flag", "campaign", "top evidence"),
-                [(a.account_id, a.n_requests, f"{a.score:.1f}", a.reason.upper(), a.campaign_id or "",
+                f"{len(res.accounts)} flagged)", ("account", "requests", "score", "p", "flag", "campaign", "top evidence"),
+                [(a.account_id, a.n_requests, f"{a.score:.1f}", f"{a.p_value:.2g}", a.reason.upper(), a.campaign_id or "",
                   ", ".join(f"{e.feature}={e.value:.3g}" for e in a.evidence[:3])) for a in res.accounts[:top]])
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -161,7 +168,8 @@ def scan_cmd(
         import pyarrow.parquet as pq
 
         rows = pd.DataFrame([{"account_id": a.account_id, "n_requests": a.n_requests, "score": a.score,
-                              "flagged": a.flagged, "reason": a.reason, "campaign_id": a.campaign_id,
+                              "p_value": a.p_value, "flagged": a.flagged, "reason": a.reason,
+                              "campaign_id": a.campaign_id,
                               "evidence": json.dumps([e.__dict__ for e in a.evidence])} for a in res.accounts])
         merged = rows.merge(res.account_features, on=["account_id", "n_requests"], how="left")
         parquet_out.parent.mkdir(parents=True, exist_ok=True)

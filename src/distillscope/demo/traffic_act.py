@@ -95,6 +95,6 @@ def _result(guard: Any, audit: list, labels: Any, sim_of: dict, summary: Any, n_
                           for f in cluster_ev.get("features", [])[:4])
         notes.append(f"campaign evidence: {cluster_ev.get('n_accounts')} linked accounts, pooled score "
                      f"{cluster_ev.get('score')} over {cluster_ev.get('n_requests')} requests; {feats}")
-    return ActResult("3. Traffic guard: a hydra campaign is revoked mid-run (timeline from the audit table)",
+    return ActResult("3. Traffic guard: a hydra campaign is stopped mid-run (timeline from the audit table)",
                      ("accounts", "truth", "scope", "state", "score", "requests", "reason"),
                      tuple(table[:15]), tuple(notes))

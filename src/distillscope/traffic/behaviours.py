@@ -201,24 +201,32 @@ class BatchJob:
                 t += gap * float(g.uniform(0.9, 1.1))
 
 
+#: Evaluation-harness modes: (chain of thought, max_tokens, top logprobs) -- generative and
+#: log-likelihood tasks, with and without "let's think step by step" and logprobs.
+EVAL_MODES = ((False, 16, 5), (False, 32, 0), (False, 64, 5), (True, 256, 5), (True, 256, 0), (False, 1, 5))
+
+
 @dataclass
 class EvalHarness:
-    """Hard negative: a benchmark of fixed questions across every topic, run several times."""
+    """Hard negative: a benchmark of fixed questions across every topic, run several times.
+    ``mode``: index into :data:`EVAL_MODES` (None: drawn at random)."""
+
+    mode: int | None = None
 
     def requests(self, ctx: Context, client: Client) -> Iterator[dict]:
         r, g = ctx.rng, ctx.np_rng
         n_items = int(g.integers(150, 500))
         items = [ctx.prompts.sample(r, topic=ctx.prompts.topics[i % len(ctx.prompts.topics)], cot=False)
                  for i in range(n_items)]
-        cot = r.random() < 0.3
-        max_tokens = 256 if cot else r.choice((16, 32, 64))
-        logprobs = 5 if r.random() < 0.5 else 0
+        mode = self.mode if self.mode is not None else r.randrange(len(EVAL_MODES))
+        cot, max_tokens, logprobs = EVAL_MODES[mode % len(EVAL_MODES)]
         shots = r.choice(("", "Answer the question concisely.\n\n"))
         suffix = "\nLet's think step by step." if cot else "\nAnswer:"
         for _ in range(r.randint(1, 4)):
             t = ctx.start + float(g.uniform(0, ctx.days * DAY * 0.9))
             for item in items:
                 n = int(g.integers(40, max_tokens + 1)) if cot else int(g.integers(1, max_tokens + 1))
+                n = min(n, max_tokens)
                 if t < ctx.end:
                     yield make_row(ctx, ts=t, account=client.accounts[0], ip=client.ips[0], agent=client.agents[0],
                                    prompt=f"{shots}Question: {item.prompt}{suffix}", max_tokens=max_tokens,

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -121,7 +122,8 @@ def _lit(v: float) -> str:
     return f"{v:.17e}"
 
 
-def distribution_sql(rff: RandomFeatures, config: DistributionConfig, entity: str = "account_id") -> FeatureQuery:
+def distribution_sql(rff: RandomFeatures, config: DistributionConfig, entity: str = "account_id",
+                     window: int = 150) -> FeatureQuery:
     """Per entity: usable requests ``n_mmd``, mean random features ``phi0..``, mean ``sum_j cos^2`` ``phi_sq``
     and the mean of every input dimension ``x0..`` (for evidence). Same tables as the feature SQL."""
     exprs = config.expressions
@@ -135,7 +137,7 @@ def distribution_sql(rff: RandomFeatures, config: DistributionConfig, entity: st
     sq = " + ".join(f"c{j} * c{j}" for j in range(len(rff.offsets)))
     x_means = ", ".join(f"AVG(x{i}) AS x{i}" for i in range(len(exprs)))
     sql = f"""
-WITH src AS ({entity_source_sql(entity)}),
+WITH src AS ({entity_source_sql(entity, window)}),
 x AS (SELECT entity, {xs} FROM src),
 c AS (SELECT entity, {keep}, {cos} FROM x WHERE {not_null})
 SELECT entity AS {entity}, COUNT(*) AS n_mmd, {means}, AVG({sq}) AS phi_sq, {x_means}
@@ -160,6 +162,19 @@ class DistributionReference:
         data = asdict(self)
         data["config"]["inputs"] = list(self.config.inputs)
         return data
+
+    @cached_property
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(embeddings, unbiased squared norms) as arrays (parsed once)."""
+        return np.asarray(self.embeddings, dtype=float), np.asarray(self.norms, dtype=float)
+
+    def statistic(self, m: np.ndarray, norm_u: float) -> float:
+        """Mean squared MMD of one entity (mean embedding ``m``, unbiased squared norm) to its nearest
+        reference accounts."""
+        rm, rnorm = self.arrays
+        d2 = norm_u + rnorm - 2 * (rm @ m)
+        k = self.config.neighbours
+        return float(np.sort(np.partition(d2, k - 1)[:k]).mean())
 
     @classmethod
     def from_dict(cls, data: dict) -> "DistributionReference":
@@ -200,7 +215,7 @@ def mmd_statistic(frame: pd.DataFrame, ref: DistributionReference, *, leave_one_
     if frame.empty:
         return np.zeros(0)
     m, norms, n = _embedding(frame, ref.config.n_features)
-    rm, rnorm = np.asarray(ref.embeddings, dtype=float), np.asarray(ref.norms, dtype=float)
+    rm, rnorm = ref.arrays
     k = ref.config.neighbours
     out = np.full(len(frame), np.nan)
     ok = np.flatnonzero(n >= ref.config.min_rows)

@@ -24,26 +24,49 @@ from distillscope.traffic.prepare import EMBED_COLUMNS
 #: Features the scorer reads, with the direction that points at distillation (+1 high, -1 low)
 #: and a one-line meaning (used in evidence and docs).
 SCORED_FEATURES: dict[str, tuple[int, str]] = {
-    "cot_share": (1, "share of requests eliciting chain-of-thought / step-by-step reasoning"),
+    "cot_share": (1, "share of requests eliciting chain-of-thought reasoning (content classifier)"),
+    "datagen_share": (1, "share of requests asking for generated data / records in a machine format (classifier)"),
+    "task_entropy": (1, "spread over task types (classifier; capability sweep = high)"),
+    "subject_entropy": (1, "spread over topics (classifier; taxonomy coverage = high)"),
     "mean_max_tokens": (1, "mean max_tokens requested"),
     "mean_completion_tokens": (1, "mean completion length (tokens)"),
     "out_in_ratio": (1, "completion tokens per prompt token"),
+    "capped_share": (1, "share of answers that hit max_tokens"),
     "logprob_share": (1, "share of requests asking for top logprobs"),
+    "mean_top_logprobs": (1, "mean number of top logprobs requested per request"),
+    "harvest_share": (1, "share of requests asking for logprobs on a short output (max_tokens <= 16)"),
+    "logprob_breadth": (1, "logprob share times topic spread (logprobs over a broad prompt set)"),
     "logit_bias_share": (1, "share of requests using logit_bias"),
     "hour_entropy": (1, "spread of activity over the 24 hours (round-the-clock = high)"),
-    "topic_ratio": (1, "distinct topics per prompt (capability sweep = high)"),
-    "topic_spread": (1, "spread of topic embeddings (1 - length of their mean)"),
     "requests_per_day": (1, "requests per active day"),
+    "n_days_active": (1, "days with activity (persistence)"),
     "rejected_share": (1, "share of requests rejected (rate limits hit)"),
     "ip_rotation": (1, "distinct client IPs per request"),
     "gap_cv": (-1, "coefficient of variation of in-session gaps (machine pacing = low)"),
 }
+#: Features that measure one behaviour: the combined score takes the strongest of each group, so a
+#: behaviour seen through several correlated features (four views of logprob use) counts once.
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "reasoning": ("cot_share",),
+    "datagen": ("datagen_share",),
+    "breadth": ("task_entropy", "subject_entropy"),
+    "output": ("mean_max_tokens", "mean_completion_tokens", "out_in_ratio", "capped_share"),
+    "logprobs": ("logprob_share", "mean_top_logprobs", "harvest_share", "logprob_breadth", "logit_bias_share"),
+    "rhythm": ("hour_entropy", "gap_cv"),
+    "volume": ("requests_per_day", "n_days_active"),
+    "evasion": ("rejected_share", "ip_rotation"),
+}
+
+#: Heavy-tailed features the scorer standardises on a log1p scale.
+LOG_SCALED = frozenset({"mean_max_tokens", "mean_completion_tokens", "out_in_ratio", "requests_per_day",
+                        "n_days_active"})
 
 #: Every output column of :func:`entity_features_sql`, in order (after the entity id).
 FEATURE_COLUMNS: tuple[str, ...] = (
     "n_requests", "n_ok", "n_prompts", "n_days_active", "first_ts", "last_ts", "mean_prompt_tokens",
-    "mean_completion_tokens", "out_in_ratio", "mean_max_tokens", "capped_share", "cot_share", "logprob_share",
-    "logit_bias_share", "rejected_share", "gap_cv", "n_gaps", "hour_entropy", "n_ips", "n_subnets", "n_agents",
+    "mean_completion_tokens", "out_in_ratio", "mean_max_tokens", "capped_share", "cot_share", "datagen_share",
+    "logprob_share", "mean_top_logprobs", "harvest_share", "logprob_breadth", "logit_bias_share", "rejected_share",
+    "gap_cv", "n_gaps", "hour_entropy", "task_entropy", "subject_entropy", "n_ips", "n_subnets", "n_agents",
     "n_templates", "n_topics", "template_top_share", "topic_ratio", "topic_spread", "requests_per_day",
     "ip_rotation",
 )
@@ -53,8 +76,8 @@ IN_SESSION_GAP_S = 600.0
 #: Columns of the prepared request table the SQL reads (engines ship only these).
 SQL_COLUMNS: tuple[str, ...] = (
     "request_id", "account_id", "ts_s", "hour", "minute", "ok", "status", "client_ip", "subnet", "user_agent",
-    "prompt_tokens", "completion_tokens", "max_tokens", "capped", "cot", "logprobs", "logit_bias", "template",
-    "topic", *EMBED_COLUMNS,
+    "prompt_tokens", "completion_tokens", "max_tokens", "capped", "cot", "datagen", "task", "subject", "logprobs",
+    "logit_bias", "template", "topic", "end_user", "temperature", *EMBED_COLUMNS,
 )
 
 
@@ -66,28 +89,59 @@ class FeatureQuery:
     sql: str
 
 
-def entity_source_sql(entity: str) -> str:
-    """The request rows of each entity (``account_id``, or ``campaign_id`` through ``membership``)."""
+#: Requests per window of an account (the windowed test inside an account, :mod:`.scan`).
+WINDOW = 150
+
+#: Entities the feature SQL can group by: accounts, campaigns (through ``membership``), end users
+#: (``account/user`` where the log names one) and windows of ``WINDOW`` consecutive requests of an
+#: account (``account#wK``).
+ENTITIES = ("account_id", "campaign_id", "end_user_id", "window_id")
+
+
+def entity_source_sql(entity: str, window: int = WINDOW) -> str:
+    """The request rows of each entity (see :data:`ENTITIES`)."""
     if entity == "account_id":
         return "SELECT *, account_id AS entity FROM requests WHERE account_id IS NOT NULL"
-    return ("SELECT r.*, m.campaign_id AS entity FROM requests r "
-            "JOIN membership m ON r.account_id = m.account_id")
+    if entity == "end_user_id":
+        return ("SELECT *, concat(account_id, '/', end_user) AS entity FROM requests "
+                "WHERE account_id IS NOT NULL AND end_user IS NOT NULL")
+    if entity == "window_id":
+        return ("SELECT w.*, concat(w.account_id, '#w', CAST(CAST(FLOOR(CAST(w.rn - 1 AS DOUBLE) / "
+                f"{int(window)}) AS BIGINT) AS STRING)) AS entity FROM (SELECT requests.*, ROW_NUMBER() OVER "
+                "(PARTITION BY account_id ORDER BY ts_s, request_id) AS rn FROM requests "
+                "WHERE account_id IS NOT NULL) w")
+    if entity == "campaign_id":
+        return ("SELECT r.*, m.campaign_id AS entity FROM requests r "
+                "JOIN membership m ON r.account_id = m.account_id")
+    raise ValueError(f"unknown entity {entity!r}")
 
 
-def entity_features_sql(entity: str = "account_id") -> FeatureQuery:
-    """Per-entity aggregate features (entity: ``account_id`` or ``campaign_id``)."""
+def entity_features_sql(entity: str = "account_id", window: int = WINDOW) -> FeatureQuery:
+    """Per-entity aggregate features (entity: one of :data:`ENTITIES`)."""
     means = ", ".join(f"AVG({c}) AS m_{c}" for c in EMBED_COLUMNS)
     norm = " + ".join(f"a.m_{c} * a.m_{c}" for c in EMBED_COLUMNS)
     sql = f"""
-WITH src AS ({entity_source_sql(entity)}),
+WITH src AS ({entity_source_sql(entity, window)}),
 r AS (
   SELECT src.*, ts_s - LAG(ts_s) OVER (PARTITION BY entity ORDER BY ts_s, request_id) AS gap FROM src
 ),
-hours AS (SELECT entity, hour, COUNT(*) AS c FROM r GROUP BY entity, hour),
-hour_tot AS (SELECT entity, CAST(SUM(c) AS DOUBLE) AS n FROM hours GROUP BY entity),
+cats AS (
+  SELECT entity, 0 AS kind, hour AS v FROM src
+  UNION ALL SELECT entity, 1 AS kind, task AS v FROM src WHERE task IS NOT NULL
+  UNION ALL SELECT entity, 2 AS kind, subject AS v FROM src WHERE subject IS NOT NULL
+),
+cat_c AS (SELECT entity, kind, v, COUNT(*) AS c FROM cats GROUP BY entity, kind, v),
+cat_tot AS (SELECT entity, kind, CAST(SUM(c) AS DOUBLE) AS n FROM cat_c GROUP BY entity, kind),
+cat_ent AS (
+  SELECT h.entity, h.kind, -SUM((CAST(h.c AS DOUBLE) / t.n) * LN(CAST(h.c AS DOUBLE) / t.n)) AS ent, MIN(t.n) AS n
+  FROM cat_c h JOIN cat_tot t ON h.entity = t.entity AND h.kind = t.kind GROUP BY h.entity, h.kind
+),
 hour_ent AS (
-  SELECT h.entity, -SUM((CAST(h.c AS DOUBLE) / t.n) * LN(CAST(h.c AS DOUBLE) / t.n)) AS hour_entropy
-  FROM hours h JOIN hour_tot t ON h.entity = t.entity GROUP BY h.entity
+  SELECT entity,
+    MAX(CASE WHEN kind = 0 THEN ent END) AS hour_entropy,
+    MAX(CASE WHEN kind = 1 AND n >= 2 THEN ent END) AS task_entropy,
+    MAX(CASE WHEN kind = 2 AND n >= 2 THEN ent END) AS subject_entropy
+  FROM cat_ent GROUP BY entity
 ),
 tpl AS (SELECT entity, template, COUNT(*) AS c FROM r WHERE template IS NOT NULL GROUP BY entity, template),
 tpl_top AS (SELECT entity, CAST(MAX(c) AS DOUBLE) AS top_c, CAST(SUM(c) AS DOUBLE) AS tot_c,
@@ -122,7 +176,11 @@ a AS (
     AVG(CAST(max_tokens AS DOUBLE)) AS mean_max_tokens,
     AVG(CAST(capped AS DOUBLE)) AS capped_share,
     AVG(CAST(cot AS DOUBLE)) AS cot_share,
+    AVG(CAST(datagen AS DOUBLE)) AS datagen_share,
     AVG(CASE WHEN logprobs IS NULL THEN NULL WHEN logprobs > 0 THEN 1 ELSE 0 END) AS logprob_share,
+    AVG(CAST(logprobs AS DOUBLE)) AS mean_top_logprobs,
+    AVG(CASE WHEN logprobs IS NULL THEN NULL WHEN logprobs > 0 AND max_tokens IS NOT NULL AND max_tokens <= 16
+        THEN 1 ELSE 0 END) AS harvest_share,
     AVG(CASE WHEN logit_bias IS NULL THEN NULL WHEN logit_bias THEN 1 ELSE 0 END) AS logit_bias_share,
     AVG(CASE WHEN status IS NULL THEN NULL WHEN status >= 400 THEN 1 ELSE 0 END) AS rejected_share,
     STDDEV_SAMP(CASE WHEN gap < {IN_SESSION_GAP_S} THEN gap END) AS sd_gap,
@@ -137,10 +195,11 @@ SELECT a.entity AS {entity},
   a.n_requests, a.n_ok, a.n_prompts, COALESCE(d.n_days_active, 0) AS n_days_active, a.first_ts, a.last_ts,
   a.mean_prompt_tokens, a.mean_completion_tokens,
   a.sum_ct / NULLIF(a.sum_pt, 0) AS out_in_ratio,
-  a.mean_max_tokens, a.capped_share, a.cot_share, a.logprob_share, a.logit_bias_share, a.rejected_share,
+  a.mean_max_tokens, a.capped_share, a.cot_share, a.datagen_share, a.logprob_share, a.mean_top_logprobs,
+  a.harvest_share, a.logprob_share * e.subject_entropy AS logprob_breadth, a.logit_bias_share, a.rejected_share,
   CASE WHEN a.n_gaps >= 3 AND a.mean_gap > 0 THEN a.sd_gap / a.mean_gap END AS gap_cv,
   a.n_gaps,
-  CASE WHEN a.n_requests >= 2 THEN e.hour_entropy END AS hour_entropy,
+  CASE WHEN a.n_requests >= 2 THEN e.hour_entropy END AS hour_entropy, e.task_entropy, e.subject_entropy,
   CASE WHEN d.n_ips > 0 THEN d.n_ips END AS n_ips,
   CASE WHEN d.n_subnets > 0 THEN d.n_subnets END AS n_subnets,
   CASE WHEN d.n_agents > 0 THEN d.n_agents END AS n_agents,

@@ -10,8 +10,11 @@ hour            UTC hour of day (0..23)
 minute          arrival minute, epoch minutes (int) -- synchronisation buckets
 subnet          /24 of an IPv4 address, first three groups of an IPv6 address
 ok              1 when the request was served (status < 400), else 0
-cot             1 when the asked text elicits reasoning (step by step, chain of thought ...),
-                null when the prompt is absent/redacted
+cot             1 when the content classifier (:mod:`.content`) finds reasoning elicitation in the
+                system prompt + last user message; null when the prompt is absent/redacted
+datagen         1 when it finds a data-generation / machine-format request; null without prompt
+task            task type index (classifier); null without prompt
+subject         topic index (classifier); null without prompt
 capped          1 when the completion used >= 95% of max_tokens; null without both numbers
 template        template cluster id (MinHash/LSH over masked text); null without prompt
 topic           hashed most distinctive content word of the ask; null if none
@@ -32,6 +35,7 @@ import pyarrow.compute as pc
 from scipy.sparse import csr_matrix
 
 from distillscope.progress import Progress, ensure_progress
+from distillscope.traffic.content import ContentConfig, classifier_text, content_model
 from distillscope.traffic.schema import RequestLogTable
 from distillscope.traffic.templates import (TemplateConfig, cluster_templates, content_words, last_user_text,
                                             mask_array)
@@ -42,12 +46,6 @@ logger = logging.getLogger(__name__)
 EMBED_DIM = 16
 EMBED_COLUMNS = tuple(f"e{i}" for i in range(EMBED_DIM))
 
-#: Phrases that elicit a model's reasoning (chain of thought); matched case-insensitively.
-COT_PATTERN = re.compile(
-    r"step[- ]by[- ]step|(your|the|full|my) (reasoning|chain of thought|thinking)|chain[- ]of[- ]thought"
-    r"|think (it |this )?through|think carefully|reason (it out|through)|show (all |every )?(your |the )?"
-    r"(work|steps|every step)|walk me through your|justify (each|every|your)|explain each step"
-    r"|intermediate steps|<think>|rationale", re.IGNORECASE)
 _STOP = frozenset("""the and for are but not you your with this that from have has had was were will would can could
 should what which who whom when where why how all any each few more most other some such only own same than too
 very just about into over under again then once here there does did doing its it's they them their our ours
@@ -66,6 +64,7 @@ class PrepareConfig:
     """
 
     templates: TemplateConfig = field(default_factory=TemplateConfig)
+    content: ContentConfig = field(default_factory=ContentConfig)
     frame_df: float = 0.5
     frame_min_texts: int = 5
     common_df: float = 0.05
@@ -172,10 +171,11 @@ def _asks_of(prompts: pa.Array) -> pa.Array:
     return replace_at(prompts, idx, [last_user_text(p) for p in prompts.take(pa.array(idx)).to_pylist()])
 
 
-def _cot(asks: pa.Array) -> np.ndarray:
-    flags = map_strings(asks, lambda a: pc.match_substring_regex(a, COT_PATTERN.pattern, ignore_case=True),
-                        lambda s: COT_PATTERN.search(s) is not None, pa.bool_())
-    return flags.to_numpy(zero_copy_only=False).astype(np.int64)
+def content_columns(prompts: list[str], config: ContentConfig) -> dict[str, np.ndarray]:
+    """The classifier's columns (cot, datagen, task, subject) of distinct prompts."""
+    pred = content_model(config).predict([classifier_text(p) or "" for p in prompts])
+    return {"cot": (pred.reasoning >= 0.5).astype(np.int64), "datagen": (pred.datagen >= 0.5).astype(np.int64),
+            "task": pred.task, "subject": pred.topic}
 
 
 def _text_columns(prompts: pa.ChunkedArray, config: PrepareConfig, progress: Progress) -> dict[str, pa.Array]:
@@ -185,6 +185,7 @@ def _text_columns(prompts: pa.ChunkedArray, config: PrepareConfig, progress: Pro
     n_uniq = len(encoded.dictionary)
     logger.info("text columns: %d rows, %d distinct prompts", len(idx), n_uniq)
     with progress.task("template clusters (MinHash/LSH)", total=3) as task:
+        prompt_list = encoded.dictionary.to_pylist()
         asks = _asks_of(encoded.dictionary)
         del encoded                      # the distinct prompts: as large as the prompt column
         masked_enc = pc.dictionary_encode(mask_array(asks))
@@ -192,14 +193,15 @@ def _text_columns(prompts: pa.ChunkedArray, config: PrepareConfig, progress: Pro
         labels = cluster_templates(masked_enc.dictionary, config.templates)
         per_prompt_cluster = labels[masked_enc.indices.to_numpy()] if n_uniq else np.zeros(0, np.int64)
         task.advance()
-        cot = _cot(asks)
+        content = content_columns(prompt_list, config.content)
         emb, topic = _topic_features(asks, per_prompt_cluster, config)
         task.advance()
     mask_null = pa.array(~valid)
-    out = {
-        "cot": pa.array(cot[idx] if len(cot) else np.zeros(len(idx), np.int64), mask=~valid),
+    out = {name: pa.array(col[idx] if n_uniq else np.zeros(len(idx), np.int64), mask=~valid)
+           for name, col in content.items()}
+    out.update({
         "template": pa.array(per_prompt_cluster[idx] if n_uniq else np.zeros(len(idx), np.int64), mask=~valid),
-    }
+    })
     t = topic[idx] if n_uniq else np.full(len(idx), -1)
     out["topic"] = pa.array(t, mask=np.logical_or(~valid, t < 0))
     e = emb[idx] if n_uniq else np.full((len(idx), EMBED_DIM), np.nan, np.float32)
@@ -230,6 +232,7 @@ def prepare(log: RequestLogTable, config: PrepareConfig | None = None, *,
         "subnet": _subnet(t.column("client_ip")),
         "ok": ok,
         "capped": capped,
+        "end_user": t.column("user"),
     }
     derived["hour"] = pc.subtract(derived["hour"], pc.multiply(pc.divide(derived["hour"], 24), 24))
     derived.update(_text_columns(t.column("prompt"), config, progress))

@@ -23,8 +23,11 @@ REFERENCE_SEED = 20_260_201
 
 
 def benign_reference_config(n_benign: int = 3000, seed: int = REFERENCE_SEED) -> SimulationConfig:
-    """A benign-only population with hard negatives in realistic proportions."""
-    return SimulationConfig(n_benign=n_benign, n_batch=max(2, n_benign // 100), n_eval=max(1, n_benign // 200),
+    """A benign-only population whose hard negatives are over-represented (at least 8 batch jobs and 12 evaluation harnesses,
+    2-2.5% of the users): a calibration must see every kind of benign tail, and a rare kind seen
+    once or twice leaves its tail unknown (over-representing a benign kind only makes p-values of
+    that kind conservative)."""
+    return SimulationConfig(n_benign=n_benign, n_batch=max(8, n_benign // 50), n_eval=max(12, n_benign // 40),
                             n_student_groups=max(1, n_benign // 500), campaigns=(), seed=seed)
 
 

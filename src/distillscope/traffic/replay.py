@@ -84,7 +84,8 @@ class ReplayedGuard:
     (stub) backend with small ``max_tokens``; the gateway logs wall-clock time, 127.0.0.1 and the
     stub's short replies. Call :meth:`expect` with each row just before sending it
     (``replay(..., on_request=guard.expect)``; requests must be sent one at a time) and the wrapped
-    guard sees the row's own ``ts``, ``client_ip``, ``max_tokens`` and token counts.
+    guard sees the row's own ``ts``, ``client_ip``, ``max_tokens``, token counts and -- for rows the
+    simulated gateway rejected (rate limits) -- their ``status``.
     """
 
     def __init__(self, guard: Any) -> None:
@@ -104,7 +105,9 @@ class ReplayedGuard:
             ts = ts if isinstance(ts, datetime) else datetime.fromtimestamp(float(ts), timezone.utc)
             changes: dict[str, Any] = {"ts": ts, "client_ip": row.get("client_ip") or record.client_ip,
                                        "max_tokens": row.get("max_tokens")}
-            if record.status < 400:
+            if (row.get("status") or 200) >= 400 and record.status < 400:
+                changes.update(status=int(row["status"]), error=row.get("error"), completion_tokens=0)
+            elif record.status < 400:
                 changes.update(prompt_tokens=row.get("prompt_tokens") or record.prompt_tokens,
                                completion_tokens=row.get("completion_tokens") or record.completion_tokens)
             record = dataclasses.replace(record, **changes)

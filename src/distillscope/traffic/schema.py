@@ -56,12 +56,13 @@ LOG_COLUMNS: dict[str, pa.DataType] = {
     "status": pa.int64(),
     "error": pa.string(),
     "watermark_key_id": pa.string(),
+    "user": pa.string(),
 }
 REQUIRED_COLUMNS = ("request_id", "ts", "account_id")
 #: The canonical columns a batch scan reads (features, examples); ``load_log(..., columns=SCAN_COLUMNS)``
 #: leaves the others (completions, params, ...) unread, which saves ~40% of memory on large logs.
 SCAN_COLUMNS = ("request_id", "ts", "account_id", "client_ip", "user_agent", "prompt", "prompt_tokens",
-                "completion_tokens", "max_tokens", "logprobs", "logit_bias", "status")
+                "completion_tokens", "max_tokens", "logprobs", "logit_bias", "status", "user")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,11 @@ from distillscope.traffic.schema import LOG_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-LABEL_KINDS = ("benign", "batch", "eval", "student", "distiller")
+from distillscope.traffic import strategies as S
+
+LABEL_KINDS = ("benign", "batch", "eval", "student", "distiller", *S.HARD_NEGATIVES)
+#: Every campaign strategy the simulator knows: the original ones and the harder ones.
+ALL_STRATEGIES = (*B.STRATEGIES, *S.HARD_STRATEGIES)
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,11 @@ class SimulationConfig:
     n_benign: ordinary users (default 1000). n_batch: heavy templated batch jobs (10).
     n_eval: evaluation harnesses (5). n_student_groups x student_group_size: students behind one
     campus IP each (2 x 25). campaigns: ``(strategy, count)`` pairs; strategies are the keys of
-    :data:`behaviours.STRATEGIES` (single, paraphrase, hydra, hydra-cover). days: length of the
+    :data:`behaviours.STRATEGIES` (single, paraphrase, hydra, hydra-cover) and of
+    :data:`strategies.HARD_STRATEGIES` (slow-and-low, router, diverse-hydra, logprob-harvest,
+    cot-extraction, synthetic-dataset, mixture). hard_negatives: ``(kind, count)`` pairs of
+    :data:`strategies.HARD_NEGATIVES` (rag, translation, support, moderation, reseller, research;
+    default none). days: length of the
     window (7). start: ISO time of the window start. seed: everything is reproducible from it.
     """
 
@@ -51,6 +59,7 @@ class SimulationConfig:
     n_student_groups: int = 2
     student_group_size: int = 25
     campaigns: tuple[tuple[str, int], ...] = (("single", 1), ("paraphrase", 1), ("hydra", 1), ("hydra-cover", 1))
+    hard_negatives: tuple[tuple[str, int], ...] = ()
     days: float = 7.0
     start: str = "2026-02-02T00:00:00+00:00"
     seed: int = 0
@@ -62,11 +71,15 @@ class SimulationConfig:
         if self.days <= 0:
             raise TrafficError(f"simulation days={self.days} must be positive")
         for strategy, count in self.campaigns:
-            if strategy not in B.STRATEGIES:
+            if strategy not in ALL_STRATEGIES:
                 raise TrafficError(f"unknown campaign strategy {strategy!r}",
-                                   hint=f"choose from {', '.join(B.STRATEGIES)}")
+                                   hint=f"choose from {', '.join(ALL_STRATEGIES)}")
             if count < 0:
                 raise TrafficError(f"campaign count for {strategy} is negative ({count})")
+        for kind, count in self.hard_negatives:
+            if kind not in S.HARD_NEGATIVES or count < 0:
+                raise TrafficError(f"hard negative {kind!r} x {count} is invalid",
+                                   hint=f"kinds: {', '.join(S.HARD_NEGATIVES)}; counts >= 0")
         try:
             datetime.fromisoformat(self.start)
         except ValueError as exc:
@@ -111,6 +124,17 @@ def _subnet(g: np.random.Generator) -> tuple[int, int, int]:
     return int(g.integers(11, 224)), int(g.integers(0, 256)), int(g.integers(0, 256))
 
 
+def _infrastructure(infra: str, n_accounts: int, g: np.random.Generator, r: random.Random
+                    ) -> tuple[list[str], list[str]]:
+    """IPs and user agents: ``residential`` (one IP and agent per account), ``vps`` (one /24), ``single``."""
+    if infra == "residential":
+        return [_ip(g) for _ in range(n_accounts)], [r.choice(B.HUMAN_AGENTS) for _ in range(n_accounts)]
+    if infra == "vps":
+        sub = _subnet(g)
+        return [_ip(g, sub) for _ in range(max(2, n_accounts))], ["python-requests/2.31.0"]
+    return [_ip(g)], [r.choice(B.HUMAN_AGENTS)]
+
+
 def _plans(config: SimulationConfig, g: np.random.Generator, r: random.Random) -> list[_Plan]:
     plans: list[_Plan] = []
     counter = iter(range(10**9))
@@ -124,15 +148,30 @@ def _plans(config: SimulationConfig, g: np.random.Generator, r: random.Random) -
                            B.Client([acct("acct-")], ips, [r.choice(B.HUMAN_AGENTS)], float(r.choice((0, -5, 1, 8))))))
     for _ in range(config.n_batch):
         plans.append(_Plan("batch", B.BatchJob(), B.Client([acct("acct-")], [_ip(g)], ["python-requests/2.32.3"])))
-    for _ in range(config.n_eval):
-        plans.append(_Plan("eval", B.EvalHarness(), B.Client([acct("acct-")], [_ip(g)], ["lm-eval-harness/0.4.5"])))
+    for i in range(config.n_eval):    # harness modes in turn, so any 6 harnesses cover them all
+        plans.append(_Plan("eval", B.EvalHarness(mode=i), B.Client([acct("acct-")], [_ip(g)], ["lm-eval-harness/0.4.5"])))
     for _ in range(config.n_student_groups):
         campus = _subnet(g)
         accounts = [acct("acct-") for _ in range(config.student_group_size)]
         plans.append(_Plan("student", B.StudentClass(),
                            B.Client(accounts, [_ip(g, campus) for _ in range(2)], list(B.HUMAN_AGENTS[:4]))))
+    for kind, count in config.hard_negatives:
+        (lo, hi), factory, infra = S.HARD_NEGATIVES[kind]
+        for _ in range(count):
+            accounts = [acct("acct-") for _ in range(r.randint(lo, hi))]
+            ips, agents = _infrastructure(infra, len(accounts), g, r)
+            plans.append(_Plan(kind, factory(), B.Client(accounts, ips, agents)))
     n_campaign = 0
     for strategy, count in config.campaigns:
+        if strategy in S.HARD_STRATEGIES:
+            (lo, hi), factory, infra = S.HARD_STRATEGIES[strategy]
+            for _ in range(count):
+                accounts = [acct("acct-") for _ in range(r.randint(lo, hi))]
+                ips, agents = _infrastructure(infra, len(accounts), g, r)
+                plans.append(_Plan("distiller", factory(r), B.Client(accounts, ips, agents),
+                                   campaign_id=f"campaign-{n_campaign:03d}", strategy=strategy))
+                n_campaign += 1
+            continue
         spec = B.STRATEGIES[strategy]
         for _ in range(count):
             lo, hi = spec["n_accounts"]
@@ -178,7 +217,7 @@ def _columns(rows: list[dict]) -> dict[str, pa.Array]:
             us = np.array([row["ts"] for row in rows]) * 1e6
             cols[name] = pa.array(us.astype(np.int64)).cast(typ)
         elif name != "request_id":
-            cols[name] = pa.array([row[name] for row in rows], type=typ)
+            cols[name] = pa.array([row.get(name) for row in rows], type=typ)
     return cols
 
 
