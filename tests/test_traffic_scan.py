@@ -131,3 +131,15 @@ def test_cli_simulate_parquet_streams_the_same_rows(tmp_path):
     assert streamed.num_rows == sim.log.num_rows > 0
     assert streamed.column("request_id").to_pylist() == sim.log.column("request_id").to_pylist()
     assert streamed.column("account_id").to_pylist() == sim.log.column("account_id").to_pylist()
+
+
+def test_the_gateway_export_end_user_column_is_the_user_field():
+    import pyarrow as pa
+
+    from distillscope.traffic import load_log
+
+    raw = pa.table({"request_id": ["a", "b"], "ts": ["2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z"],
+                    "account_id": ["x", "x"], "end_user": ["u1", None]})
+    log = load_log(raw)
+    table = getattr(log, "table", log)
+    assert table.column("user").to_pylist() == ["u1", None]

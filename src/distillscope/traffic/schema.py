@@ -235,6 +235,8 @@ def normalize_log(raw: pa.Table, *, mapping: Mapping[str, str] | None = None,
             raise InputDataError(f"column mapping names {src!r}, which is not a column of {source}",
                                  hint=f"its columns are: {', '.join(raw.column_names)}")
     names = [mapping.get(c, c) for c in raw.column_names]
+    if "user" not in names and "end_user" in names:   # the gateway's export names the OpenAI user field end_user
+        names = ["user" if n == "end_user" else n for n in names]
     raw = raw.rename_columns(names)
     missing_req = [c for c in REQUIRED_COLUMNS if c not in raw.column_names]
     if missing_req:
@@ -301,5 +303,5 @@ def load_log(source: str | Path | pa.Table, *, mapping: Mapping[str, str] | None
     wanted = None
     if columns is not None:     # their names for the columns we want, so a mapped file reads only those
         back = {dst: src for src, dst in (mapping or {}).items()}
-        wanted = [back.get(c, c) for c in columns] + list(mapping or {})
+        wanted = [back.get(c, c) for c in columns] + list(mapping or {}) + (["end_user"] if "user" in columns else [])
     return normalize_log(read_raw_log(source, wanted), mapping=mapping, source=str(source), columns=columns)
