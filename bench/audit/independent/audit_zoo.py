@@ -34,7 +34,7 @@ ACCUSED = "trained on our outputs"
 #: control of each kind, in order of preference (the first one that is not the suspect and exists)
 CONTROLS = {
     "fair": ("inn-neox-mix-bpe", "inn-mistral-mix-bpe", "inn-gpt2-man-bpe", "inn-llama-doc"),
-    "reference": ("ref-llama-gemma-bpe", "ref-gpt2-gemma-bpe", "inn-gpt2-man"),
+    "reference": ("ref-llama-gemma-bpe", "ref-gpt2-gemma-bpe", "inn-gpt2-pypi"),
 }
 GEMMA_FAIR = ("gemma-lora-clean",)
 

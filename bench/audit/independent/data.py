@@ -238,6 +238,9 @@ def load_source(name: str, max_chars: int, seed: int = 0) -> list[str]:
 
 # ---- making the answer files (provider side of distillscope, through its CLI) -------------------------
 
+#: one seeded pool of prompts (``distillscope prompts generate 1200 --seed 12``), cut into disjoint ranges
+PROMPT_POOL, PROMPT_OFFSETS = 1200, (0, 600, 1000)
+
 def generate(n_wm: int, n_clean: int, n_gemma: int, max_new_tokens: int, cache: Path = CACHE,
              home: Path = HOME) -> dict[str, float]:
     """Key, prompts and the three answer files via the ``distillscope`` CLI; returns seconds per file."""
@@ -247,10 +250,13 @@ def generate(n_wm: int, n_clean: int, n_gemma: int, max_new_tokens: int, cache: 
     if not (home / "watermark.key").is_file():
         subprocess.run([*ds, "watermark", "keygen"], env=env, check=True)
     prompts = cache / "prompts_all.jsonl"
-    subprocess.run([*ds, "prompts", "generate", str(n_wm + n_clean + n_gemma), "--seed", "12",
-                    "--out", str(prompts)], env=env, check=True)
+    subprocess.run([*ds, "prompts", "generate", str(PROMPT_POOL), "--seed", "12", "--out", str(prompts)],
+                   env=env, check=True)
     lines = prompts.read_text(encoding="utf-8").splitlines()
-    cuts = {"wm": lines[:n_wm], "clean": lines[n_wm:n_wm + n_clean], "gemma": lines[n_wm + n_clean:]}
+    (w, c, g), (n_w, n_c, n_g) = PROMPT_OFFSETS, (n_wm, n_clean, n_gemma)
+    if n_w > c - w or n_c > g - c or n_g > PROMPT_POOL - g:
+        raise ValueError(f"at most {c - w} / {g - c} / {PROMPT_POOL - g} prompts of each kind")
+    cuts = {"wm": lines[w:w + n_w], "clean": lines[c:c + n_c], "gemma": lines[g:g + n_g]}
     flags = {"wm": ["--seed", "1"], "clean": ["--no-watermark", "--seed", "2"],
              "gemma": ["--model", "gemma3-270m", "--raw", "--no-watermark", "--seed", "3"]}
     seconds = {}
@@ -269,8 +275,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="cmd", required=True)
     gen = sub.add_parser("generate", help="make the key, the prompts and the three answer files")
     gen.add_argument("--n-wm", type=int, default=600)
-    gen.add_argument("--n-clean", type=int, default=400)
-    gen.add_argument("--n-gemma", type=int, default=200)
+    gen.add_argument("--n-clean", type=int, default=300)
+    gen.add_argument("--n-gemma", type=int, default=150)
     gen.add_argument("--max-new-tokens", type=int, default=96)
     stats = sub.add_parser("stats", help="characters and documents per source")
     stats.add_argument("--max-chars", type=int, default=1_000_000)

@@ -59,10 +59,10 @@ class SuspectPlan:
     sources: tuple[tuple[str, float], ...]
     method: str = "scratch"
     seed: int = 0
-    steps: int = 150
+    steps: int = 100
     batch: int = 16
     lr: float = 2e-3
-    chars: int = 1_000_000
+    chars: int = 700_000
     vocab: int = 4096
     width: int = 128
     layers: int = 4
@@ -141,8 +141,8 @@ def smoke_plan() -> list[SuspectPlan]:
     tiny = dict(steps=4, batch=4, chars=20_000, vocab=300, width=32, layers=1)
     return [
         _s("inn-llama-doc", "text", "llama", "bpe", [("doc", 1.0)], **tiny),
-        _s("inn-gpt2-man", "text", "gpt2", "bpe", [("man", 1.0)], **tiny),
-        _s("pos-neox-wm", "scratch-student", "gptneox", "bpe", [("wm", 0.5), ("deb", 0.5)], **tiny),
+        _s("inn-gpt2-pypi", "text", "gpt2", "bpe", [("pypi", 1.0)], **tiny),
+        _s("pos-neox-wm", "scratch-student", "gptneox", "bpe", [("wm", 0.5), ("doc", 0.5)], **tiny),
         _s("pos-lora-wm", "gemma-finetune", "llama", "bpe", [("wm", 1.0)], method="lora",
            base="zoo:inn-llama-doc", **tiny),
     ]
@@ -345,6 +345,7 @@ def main() -> None:
     parser.add_argument("--shard", default="0/1", help="I/N: train every N-th plan starting at I")
     parser.add_argument("--skip-existing", action="store_true")
     parser.add_argument("--list", action="store_true", help="print the plan and exit")
+    parser.add_argument("--manifest-only", action="store_true", help="only (re)write OUT/manifest.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(int(os.environ.get("AUDITBENCH_THREADS", "1")))
@@ -362,7 +363,7 @@ def main() -> None:
             print(f"{p.name:24s} {p.label:9s} {p.kind:18s} {p.family:8s} {p.tokenizer:8s} {p.method:7s} rho={p.rho}")
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    for plan in plans:
+    for plan in [] if args.manifest_only else plans:
         if args.skip_existing and (args.out / plan.name / "suspect.json").is_file():
             continue
         train_one(plan, args.out)
