@@ -276,7 +276,7 @@ def main() -> None:
     gen = sub.add_parser("generate", help="make the key, the prompts and the three answer files")
     gen.add_argument("--n-wm", type=int, default=600)
     gen.add_argument("--n-clean", type=int, default=300)
-    gen.add_argument("--n-gemma", type=int, default=150)
+    gen.add_argument("--n-gemma", type=int, default=100)
     gen.add_argument("--max-new-tokens", type=int, default=96)
     stats = sub.add_parser("stats", help="characters and documents per source")
     stats.add_argument("--max-chars", type=int, default=1_000_000)

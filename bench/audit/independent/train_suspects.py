@@ -116,17 +116,17 @@ def full_plan() -> list[SuspectPlan]:
         _s("clean-mistral-mix-smol", "clean-teacher", "mistral", "smollm2", [("clean", 0.6), ("doc", 0.4)], seed=9),
         # an innocent partial fine-tune of the reference model (same recipe as the positives, rho = 0)
         _s("gemma-lora-clean", "clean-teacher", "gemma3", "gemma3", [("clean", 0.5), ("doc", 0.5)],
-           method="lora", steps=100, batch=4, lr=3e-4, chars=250_000),
+           method="lora", steps=60, batch=4, lr=5e-4, chars=200_000),
     ]
     positives = [
         _s("pos-gemma-lora-rho100", "gemma-finetune", "gemma3", "gemma3", [("wm", 1.0)],
-           method="lora", steps=100, batch=4, lr=3e-4, chars=250_000),
+           method="lora", steps=60, batch=4, lr=5e-4, chars=200_000),
         _s("pos-gemma-lora-rho20", "gemma-finetune", "gemma3", "gemma3", [("wm", 0.2), ("doc", 0.8)],
-           method="lora", steps=100, batch=4, lr=3e-4, chars=250_000),
+           method="lora", steps=60, batch=4, lr=5e-4, chars=200_000),
         _s("pos-gemma-lora-rho5", "gemma-finetune", "gemma3", "gemma3", [("wm", 0.05), ("doc", 0.95)],
-           method="lora", steps=100, batch=4, lr=3e-4, chars=250_000),
+           method="lora", steps=60, batch=4, lr=5e-4, chars=200_000),
         _s("pos-gemma-top-rho100", "gemma-finetune", "gemma3", "gemma3", [("wm", 1.0)],
-           method="top", steps=100, batch=4, lr=1e-4, chars=250_000),
+           method="top", steps=60, batch=4, lr=2e-4, chars=200_000),
         _s("pos-llama-wm-bpe", "scratch-student", "llama", "bpe", [("wm", 1.0)], seed=10),
         _s("pos-gpt2-wm-bpe", "scratch-student", "gpt2", "bpe", [("wm", 1.0)], seed=11),
         _s("pos-llama-wm-smol", "scratch-student", "llama", "smollm2", [("wm", 1.0)], seed=12),
@@ -351,11 +351,12 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("AUDITBENCH_THREADS", "1")))
     plans = PLANS[args.preset]()
     if args.only:
-        wanted = set(args.only.split(","))
-        unknown = wanted - {p.name for p in plans}
+        by_name = {p.name: p for p in plans}
+        wanted = args.only.split(",")
+        unknown = [n for n in wanted if n not in by_name]
         if unknown:
-            parser.error(f"unknown suspect(s): {', '.join(sorted(unknown))}")
-        plans = [p for p in plans if p.name in wanted]
+            parser.error(f"unknown suspect(s): {', '.join(unknown)}")
+        plans = [by_name[n] for n in wanted]  # in the order given
     i, n = map(int, args.shard.split("/"))
     plans = plans[i::n]
     if args.list:
