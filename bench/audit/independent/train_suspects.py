@@ -36,6 +36,7 @@ import data
 logger = logging.getLogger("auditbench.train")
 
 SEQ_LEN = 128
+MAX_POSITIONS = 1024  # the audit may read texts longer than the training blocks
 FAMILIES = ("llama", "gpt2", "gptneox", "qwen2", "mistral")
 POSITIVE_SOURCES = {"wm", "para"}
 
@@ -188,12 +189,12 @@ def tiny_config(family: str, tokenizer, width: int, layers: int):
                pad_token_id=tokenizer.pad_token_id)
     heads = max(1, width // 32)
     if family == "gpt2":
-        return tf.GPT2Config(n_embd=width, n_layer=layers, n_head=heads, n_positions=2 * SEQ_LEN, **ids)
+        return tf.GPT2Config(n_embd=width, n_layer=layers, n_head=heads, n_positions=MAX_POSITIONS, **ids)
     if family == "gptneox":
         return tf.GPTNeoXConfig(hidden_size=width, num_hidden_layers=layers, num_attention_heads=heads,
-                                intermediate_size=4 * width, max_position_embeddings=2 * SEQ_LEN, **ids)
+                                intermediate_size=4 * width, max_position_embeddings=MAX_POSITIONS, **ids)
     common = dict(hidden_size=width, num_hidden_layers=layers, num_attention_heads=heads,
-                  intermediate_size=3 * width, max_position_embeddings=2 * SEQ_LEN, tie_word_embeddings=True, **ids)
+                  intermediate_size=3 * width, max_position_embeddings=MAX_POSITIONS, tie_word_embeddings=True, **ids)
     if family == "llama":
         return tf.LlamaConfig(**common)
     if family == "qwen2":
@@ -326,6 +327,30 @@ def train_one(plan: SuspectPlan, zoo: Path) -> dict:
     return entry
 
 
+def extend_positions(path: Path, n_positions: int = MAX_POSITIONS) -> bool:
+    """Give a GPT-2 suspect trained with fewer learned positions ``n_positions`` of them, new rows drawn as at
+    init (positions past SEQ_LEN are never trained, so this equals training with the larger table)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    wpe = getattr(getattr(model, "transformer", None), "wpe", None)
+    if wpe is None or wpe.num_embeddings >= n_positions:
+        return False
+    old = wpe.num_embeddings
+    new = torch.nn.Embedding(n_positions, wpe.embedding_dim)
+    torch.nn.init.normal_(new.weight, std=model.config.initializer_range)
+    with torch.no_grad():
+        new.weight[:old] = wpe.weight
+    model.transformer.wpe = new
+    model.config.n_positions = n_positions
+    model.save_pretrained(path)
+    entry_path = path / "suspect.json"
+    entry = json.loads(entry_path.read_text())
+    entry.update(positions_extended_from=old, params=sum(p.numel() for p in model.parameters()))
+    entry_path.write_text(json.dumps(entry, indent=2), encoding="utf-8")
+    return True
+
+
 def write_manifest(zoo: Path) -> Path:
     """Join every ``suspect.json`` under ``zoo`` into ``zoo/manifest.json``."""
     entries = [json.loads(p.read_text()) for p in sorted(zoo.glob("*/suspect.json"))]
@@ -346,6 +371,8 @@ def main() -> None:
     parser.add_argument("--skip-existing", action="store_true")
     parser.add_argument("--list", action="store_true", help="print the plan and exit")
     parser.add_argument("--manifest-only", action="store_true", help="only (re)write OUT/manifest.json")
+    parser.add_argument("--extend-positions", action="store_true",
+                        help=f"give GPT-2 suspects of the plan {MAX_POSITIONS} positions, then exit")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(int(os.environ.get("AUDITBENCH_THREADS", "1")))
@@ -364,6 +391,11 @@ def main() -> None:
             print(f"{p.name:24s} {p.label:9s} {p.kind:18s} {p.family:8s} {p.tokenizer:8s} {p.method:7s} rho={p.rho}")
         return
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.extend_positions:
+        for plan in plans:
+            if (args.out / plan.name / "suspect.json").is_file() and extend_positions(args.out / plan.name):
+                logger.info("%s: positions extended to %d", plan.name, MAX_POSITIONS)
+        args.manifest_only = True
     for plan in [] if args.manifest_only else plans:
         if args.skip_existing and (args.out / plan.name / "suspect.json").is_file():
             continue
