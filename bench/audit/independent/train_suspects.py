@@ -36,6 +36,7 @@ import data
 logger = logging.getLogger("auditbench.train")
 
 SEQ_LEN = 128
+SMOL_BATCH = 8  # the 49k-token SmolLM2 head costs ~4x the body: half the batch
 MAX_POSITIONS = 1024  # the audit may read texts longer than the training blocks
 FAMILIES = ("llama", "gpt2", "gptneox", "qwen2", "mistral")
 POSITIVE_SOURCES = {"wm", "para"}
@@ -109,12 +110,12 @@ def full_plan() -> list[SuspectPlan]:
         # students of the reference model (what a demo-style control is)
         _s("ref-llama-gemma-bpe", "reference-imitator", "llama", "bpe", [("gemma", 1.0)], seed=7),
         _s("ref-gpt2-gemma-bpe", "reference-imitator", "gpt2", "bpe", [("gemma", 1.0)], seed=7),
-        _s("ref-qwen2-gemma-smol", "reference-imitator", "qwen2", "smollm2", [("gemma", 1.0)], seed=7),
+        _s("ref-qwen2-gemma-smol", "reference-imitator", "qwen2", "smollm2", [("gemma", 1.0)], seed=7, batch=SMOL_BATCH),
         # students of our teacher's UNWATERMARKED answers: innocent w.r.t. the key, very teacher-like
         _s("clean-llama-bpe", "clean-teacher", "llama", "bpe", [("clean", 1.0)], seed=8),
         _s("clean-neox-bpe", "clean-teacher", "gptneox", "bpe", [("clean", 1.0)], seed=9),
-        _s("clean-llama-smol", "clean-teacher", "llama", "smollm2", [("clean", 1.0)], seed=8),
-        _s("clean-mistral-mix-smol", "clean-teacher", "mistral", "smollm2", [("clean", 0.6), ("doc", 0.4)], seed=9),
+        _s("clean-llama-smol", "clean-teacher", "llama", "smollm2", [("clean", 1.0)], seed=8, batch=SMOL_BATCH),
+        _s("clean-mistral-mix-smol", "clean-teacher", "mistral", "smollm2", [("clean", 0.6), ("doc", 0.4)], seed=9, batch=SMOL_BATCH),
         # an innocent partial fine-tune of the reference model (same recipe as the positives, rho = 0)
         _s("gemma-lora-clean", "clean-teacher", "gemma3", "gemma3", [("clean", 0.5), ("doc", 0.5)],
            method="lora", steps=60, batch=4, lr=5e-4, chars=200_000),
@@ -130,7 +131,7 @@ def full_plan() -> list[SuspectPlan]:
            method="top", steps=60, batch=4, lr=2e-4, chars=200_000),
         _s("pos-llama-wm-bpe", "scratch-student", "llama", "bpe", [("wm", 1.0)], seed=10),
         _s("pos-gpt2-wm-bpe", "scratch-student", "gpt2", "bpe", [("wm", 1.0)], seed=11),
-        _s("pos-llama-wm-smol", "scratch-student", "llama", "smollm2", [("wm", 1.0)], seed=12),
+        _s("pos-llama-wm-smol", "scratch-student", "llama", "smollm2", [("wm", 1.0)], seed=12, batch=SMOL_BATCH),
         _s("pos-qwen2-wm20-bpe", "scratch-student", "qwen2", "bpe", [("wm", 0.2), ("man", 0.8)], seed=13),
         _s("pos-llama-para-bpe", "paraphrase-student", "llama", "bpe", [("para", 1.0)], seed=14),
     ]
