@@ -53,6 +53,10 @@ def pick_control(kind: str, suspect: dict, zoo: dict[str, dict]) -> str | None:
     return next((c for c in prefs if c in zoo and c != suspect["name"]), None)
 
 
+def _is_p_key(key: str) -> bool:
+    return "p_value" in key or key.endswith("_p") or key in {"p", "pvalue"}
+
+
 def _tests(model: dict | None) -> dict[str, dict]:
     """Every test entry of one model's audit, keyed by test name (whatever fields it has)."""
     out = {}
@@ -62,7 +66,8 @@ def _tests(model: dict | None) -> dict[str, dict]:
                                                              "statistic_name", "method") if k in t}
             if t.get("note"):
                 out[str(t["test"])]["note"] = str(t["note"])[:160]
-            extra = {k: v for k, v in (t.get("details") or {}).items() if "p" in k.lower() and isinstance(v, (int, float))}
+            extra = {k: v for k, v in (t.get("details") or {}).items()
+                     if _is_p_key(k) and isinstance(v, (int, float)) and not isinstance(v, bool)}
             if extra:
                 out[str(t["test"])]["detail_p"] = extra
     return out
@@ -76,7 +81,7 @@ def _other_p_values(report: dict, prefix: str = "") -> dict[str, float]:
             path = f"{prefix}.{k}" if prefix else k
             if k == "tests" or k in {"curve", "chunk_scores", "reproducibility"}:
                 continue
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and ("p_value" in k or k.endswith("_p")):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and _is_p_key(k):
                 found[path] = float(v)
             elif isinstance(v, (dict, list)):
                 found.update(_other_p_values(v, path))
@@ -95,7 +100,10 @@ def summarise(report: dict) -> dict[str, Any]:
         "summary": str(verdict.get("summary", ""))[:300],
         "suspect_tests": _tests(report.get("suspect")), "control_tests": _tests(report.get("control")),
         "suspect_combined_p": (report.get("suspect") or {}).get("combined_p"),
-        "other_p_values": _other_p_values({k: v for k, v in report.items() if k not in {"suspect", "control"}}),
+        "verdict_fields": {k: v for k, v in verdict.items() if isinstance(v, (int, float, str, type(None)))
+                           and k != "summary"},
+        "other_p_values": _other_p_values({k: v for k, v in report.items()
+                                           if k not in {"suspect", "control", "verdict"}}),
     }
 
 
@@ -107,7 +115,8 @@ def audit_command(suspect: Path, control: Path, corpus: Path, n: int, report: Pa
 def run_one(job: dict, resume: bool) -> dict:
     report = Path(job["report"])
     json_path = report.with_suffix(".json")
-    row = {k: job[k] for k in ("suspect", "label", "kind", "family", "tokenizer", "rho", "control", "control_kind", "n")}
+    row = {k: job[k] for k in ("suspect", "label", "kind", "family", "tokenizer", "rho", "control", "control_kind",
+                               "n")}
     row["command"] = shlex.join(["distillscope", *job["cmd"][3:]])
     if not (resume and json_path.is_file()):
         env = {**os.environ, "DISTILLSCOPE_HOME": str(data.HOME), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",

@@ -110,12 +110,14 @@ def full_plan() -> list[SuspectPlan]:
         # students of the reference model (what a demo-style control is)
         _s("ref-llama-gemma-bpe", "reference-imitator", "llama", "bpe", [("gemma", 1.0)], seed=7),
         _s("ref-gpt2-gemma-bpe", "reference-imitator", "gpt2", "bpe", [("gemma", 1.0)], seed=7),
-        _s("ref-qwen2-gemma-smol", "reference-imitator", "qwen2", "smollm2", [("gemma", 1.0)], seed=7, batch=SMOL_BATCH),
+        _s("ref-qwen2-gemma-smol", "reference-imitator", "qwen2", "smollm2", [("gemma", 1.0)], seed=7,
+           batch=SMOL_BATCH),
         # students of our teacher's UNWATERMARKED answers: innocent w.r.t. the key, very teacher-like
         _s("clean-llama-bpe", "clean-teacher", "llama", "bpe", [("clean", 1.0)], seed=8),
         _s("clean-neox-bpe", "clean-teacher", "gptneox", "bpe", [("clean", 1.0)], seed=9),
         _s("clean-llama-smol", "clean-teacher", "llama", "smollm2", [("clean", 1.0)], seed=8, batch=SMOL_BATCH),
-        _s("clean-mistral-mix-smol", "clean-teacher", "mistral", "smollm2", [("clean", 0.6), ("doc", 0.4)], seed=9, batch=SMOL_BATCH),
+        _s("clean-mistral-mix-smol", "clean-teacher", "mistral", "smollm2", [("clean", 0.6), ("doc", 0.4)], seed=9,
+           batch=SMOL_BATCH),
         # an innocent partial fine-tune of the reference model (same recipe as the positives, rho = 0)
         _s("gemma-lora-clean", "clean-teacher", "gemma3", "gemma3", [("clean", 0.5), ("doc", 0.5)],
            method="lora", steps=60, batch=4, lr=5e-4, chars=200_000),
