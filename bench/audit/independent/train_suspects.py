@@ -36,6 +36,8 @@ import data
 logger = logging.getLogger("auditbench.train")
 
 SEQ_LEN = 128
+GEMMA_STEPS = 30  # 15-30 s per step (batch 4) of Gemma-3-270M on one shared CPU thread; rho100 gets 2x
+GEMMA_LOW_RHO_BATCH = 2  # what the shared CPU allowed for the rho = 20 % and 5 % fine-tunes
 SMOL_BATCH = 8  # the 49k-token SmolLM2 head costs ~4x the body: half the batch
 MAX_POSITIONS = 1024  # the audit may read texts longer than the training blocks
 FAMILIES = ("llama", "gpt2", "gptneox", "qwen2", "mistral")
@@ -120,17 +122,17 @@ def full_plan() -> list[SuspectPlan]:
            batch=SMOL_BATCH),
         # an innocent partial fine-tune of the reference model (same recipe as the positives, rho = 0)
         _s("gemma-lora-clean", "clean-teacher", "gemma3", "gemma3", [("clean", 0.5), ("doc", 0.5)],
-           method="lora", steps=60, batch=4, lr=5e-4, chars=200_000),
+           method="lora", steps=GEMMA_STEPS, batch=4, lr=5e-4, chars=200_000),
     ]
     positives = [
         _s("pos-gemma-lora-rho100", "gemma-finetune", "gemma3", "gemma3", [("wm", 1.0)],
-           method="lora", steps=60, batch=4, lr=5e-4, chars=200_000),
+           method="lora", steps=2 * GEMMA_STEPS, batch=4, lr=5e-4, chars=200_000),
         _s("pos-gemma-lora-rho20", "gemma-finetune", "gemma3", "gemma3", [("wm", 0.2), ("doc", 0.8)],
-           method="lora", steps=60, batch=4, lr=5e-4, chars=200_000),
+           method="lora", steps=GEMMA_STEPS, batch=GEMMA_LOW_RHO_BATCH, lr=5e-4, chars=200_000),
         _s("pos-gemma-lora-rho5", "gemma-finetune", "gemma3", "gemma3", [("wm", 0.05), ("doc", 0.95)],
-           method="lora", steps=60, batch=4, lr=5e-4, chars=200_000),
+           method="lora", steps=GEMMA_STEPS, batch=GEMMA_LOW_RHO_BATCH, lr=5e-4, chars=200_000),
         _s("pos-gemma-top-rho100", "gemma-finetune", "gemma3", "gemma3", [("wm", 1.0)],
-           method="top", steps=60, batch=4, lr=2e-4, chars=200_000),
+           method="top", steps=GEMMA_STEPS, batch=4, lr=2e-4, chars=200_000),
         _s("pos-llama-wm-bpe", "scratch-student", "llama", "bpe", [("wm", 1.0)], seed=10),
         _s("pos-gpt2-wm-bpe", "scratch-student", "gpt2", "bpe", [("wm", 1.0)], seed=11),
         _s("pos-llama-wm-smol", "scratch-student", "llama", "smollm2", [("wm", 1.0)], seed=12, batch=SMOL_BATCH),
