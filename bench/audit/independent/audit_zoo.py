@@ -168,6 +168,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=data.CACHE / data.ANSWER_FILES["wm"])
     parser.add_argument("--suspects", default="", help="comma-separated names (default: the whole zoo)")
     parser.add_argument("--controls", default="fair,reference", help="control kinds: fair, reference")
+    parser.add_argument("--pairs", default="", help="SUSPECT@KIND,... instead of suspects x controls")
     parser.add_argument("--n", default="40,200,500", help="prompt counts for innocents")
     parser.add_argument("--n-positive", default="", help="prompt counts for positives (default: --n)")
     parser.add_argument("--reports", type=Path, default=data.CACHE / "audits")
@@ -178,7 +179,10 @@ def main() -> None:
     args = parser.parse_args()
 
     zoo = read_manifest(args.zoo)
-    names = args.suspects.split(",") if args.suspects else sorted(zoo)
+    pairs = [tuple(x.split("@", 1)) for x in args.pairs.split(",")] if args.pairs else []
+    if any(len(p) != 2 or p[1] not in CONTROLS for p in pairs):
+        parser.error(f"--pairs wants SUSPECT@KIND with KIND in {', '.join(CONTROLS)}")
+    names = [p[0] for p in pairs] if pairs else (args.suspects.split(",") if args.suspects else sorted(zoo))
     unknown = [n for n in names if n not in zoo]
     if unknown:
         parser.error(f"not in the zoo's manifest: {', '.join(unknown)}")
@@ -186,20 +190,20 @@ def main() -> None:
     ns_pos = [int(x) for x in args.n_positive.split(",")] if args.n_positive else ns
     args.reports.mkdir(parents=True, exist_ok=True)
     jobs = []
-    for name in names:
+    wanted = pairs or [(name, kind) for name in names for kind in args.controls.split(",")]
+    for name, kind in wanted:
         s = zoo[name]
-        for kind in args.controls.split(","):
-            control = pick_control(kind, s, zoo)
-            if control is None:
-                print(f"skip {name} / {kind}: no control of that kind in the zoo", file=sys.stderr)
-                continue
-            for n in (ns_pos if s["label"] == "positive" else ns):
-                report = args.reports / f"{name}__{kind}__{n}.html"
-                jobs.append({"suspect": name, "label": s["label"], "kind": s["kind"], "family": s["family"],
-                             "tokenizer": s["tokenizer"], "rho": s["rho"], "control": control, "control_kind": kind,
-                             "n": n, "report": str(report),
-                             "cmd": audit_command(args.zoo / name, args.zoo / control, args.corpus, n, report,
-                                                  shlex.split(args.audit_args))})
+        control = pick_control(kind, s, zoo)
+        if control is None:
+            print(f"skip {name} / {kind}: no control of that kind in the zoo", file=sys.stderr)
+            continue
+        for n in (ns_pos if s["label"] == "positive" else ns):
+            report = args.reports / f"{name}__{kind}__{n}.html"
+            jobs.append({"suspect": name, "label": s["label"], "kind": s["kind"], "family": s["family"],
+                         "tokenizer": s["tokenizer"], "rho": s["rho"], "control": control, "control_kind": kind,
+                         "n": n, "report": str(report),
+                         "cmd": audit_command(args.zoo / name, args.zoo / control, args.corpus, n, report,
+                                              shlex.split(args.audit_args))})
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, min(args.jobs, 2))) as pool:
         rows = list(pool.map(lambda j: run_one(j, args.resume), jobs))
