@@ -367,6 +367,18 @@ def write_manifest(zoo: Path) -> Path:
     return path
 
 
+def manifest_table(zoo: Path) -> str:
+    """The manifest as a markdown table (name, label, kind, family, tokenizer, source, rho, params, time, loss)."""
+    entries = json.loads((zoo / "manifest.json").read_text())["suspects"]
+    lines = ["| name | label | kind | family | tokenizer | source | rho | params | steps x batch | train s | loss |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for e in sorted(entries, key=lambda e: (e["label"], e["kind"], e["name"])):
+        lines.append(f"| {e['name']} | {e['label']} | {e['kind']} | {e['family']} | {e['tokenizer']} | {e['source']} | "
+                     f"{e['rho']:g} | {e['params'] / 1e6:.2f}M | {e['steps']}x{e['batch']} | {e['train_seconds']:.0f} | "
+                     f"{e['final_loss']:.2f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=data.CACHE / "zoo")
@@ -376,6 +388,7 @@ def main() -> None:
     parser.add_argument("--skip-existing", action="store_true")
     parser.add_argument("--list", action="store_true", help="print the plan and exit")
     parser.add_argument("--manifest-only", action="store_true", help="only (re)write OUT/manifest.json")
+    parser.add_argument("--table", action="store_true", help="print OUT/manifest.json as a markdown table")
     parser.add_argument("--extend-positions", action="store_true",
                         help=f"give GPT-2 suspects of the plan {MAX_POSITIONS} positions, then exit")
     args = parser.parse_args()
@@ -391,6 +404,9 @@ def main() -> None:
         plans = [by_name[n] for n in wanted]  # in the order given
     i, n = map(int, args.shard.split("/"))
     plans = plans[i::n]
+    if args.table:
+        print(manifest_table(args.out))
+        return
     if args.list:
         for p in plans:
             print(f"{p.name:24s} {p.label:9s} {p.kind:18s} {p.family:8s} {p.tokenizer:8s} {p.method:7s} rho={p.rho}")
