@@ -103,11 +103,12 @@ def test_kd_with_another_tokenizer_is_cross_tokenizer_or_says_how_to_fix(tmp_pat
     with pytest.raises(ModelError, match="--teacher-tokenizer"):
         train(DistillConfig(mode="kd", output_dir=tmp_path / "o", **cfg))
     assert not (tmp_path / "o").exists()
-    res = train(DistillConfig(mode="kd", output_dir=tmp_path / "x", teacher_tokenizer=str(tok_dir), **cfg))
+    cross = res = train(DistillConfig(mode="kd", output_dir=tmp_path / "x", teacher_tokenizer=str(tok_dir), **cfg))
     assert res.mode == "kd" and res.kd_loss == "uld" and res.kd_alignment == "cross" and not res.fell_back
     assert 0.3 < res.aligned_share <= 1.0 and all(h.kd is not None for h in res.history)
     res = train(DistillConfig(mode="kd", output_dir=tmp_path / "f", fallback_to_sft=True, **cfg))
     assert res.fell_back and res.mode == "sft" and res.steps == 2
+    assert res.teacher_tokens == cross.teacher_tokens      # the teacher's tokens, not the student's re-tokenisation
 
 
 def test_kd_without_topk_says_how_to_fix(tmp_path, tok_dir):

@@ -292,6 +292,15 @@ class KDCollator:
         return batch
 
 
+def teacher_token_count(rec: dict[str, Any], default: int) -> int:
+    """Completion tokens the teacher produced (and was paid for) for a record: its token ids, else its
+    token strings, else the usage it reported, else ``default``."""
+    for field in ("token_ids", "tokens"):
+        if rec.get(field):
+            return len(rec[field])
+    return int((rec.get("usage") or {}).get("completion_tokens") or default)
+
+
 def count_answer_tokens(examples: Iterable[KDExample]) -> int:
     return sum(len(e.answer_ids) for e in examples)
 
@@ -332,7 +341,7 @@ def build_examples(records: Sequence[dict[str, Any]], tokenizer: Any, *, use_tea
         aligned = answer is not None
         if answer is None:
             answer = list(tokenizer(rec["completion"], add_special_tokens=False)["input_ids"])
-        teacher_tokens += len(answer)
+        teacher_tokens += teacher_token_count(rec, len(answer))
         topk = topk_arrays(rec, mapper) if with_topk and aligned else None
         n_answer = len(answer)
         if rec.get("finish_reason") == "stop" and eos is not None and (not answer or answer[-1] != eos):
@@ -417,7 +426,7 @@ def build_cross_examples(records: Sequence[dict[str, Any]], tokenizer: Any, teac
         if t_ids is None or values is None or len(values) != len(t_ids):
             unaligned += 1
             answer, rows = list(tokenizer(rec["completion"], add_special_tokens=False)["input_ids"]), []
-            teacher_tokens += int((rec.get("usage") or {}).get("completion_tokens") or len(answer))
+            teacher_tokens += teacher_token_count(rec, len(answer))
         else:
             al = align_by_offsets(teacher_tokenizer, t_ids, tokenizer)
             answer, rows = list(al.student_ids), list(al.teacher_row)
