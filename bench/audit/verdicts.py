@@ -34,7 +34,8 @@ GRID = (40, 200, 500)
 CONTROL_KINDS = ("text", "reference-imitator", "clean-teacher")
 
 
-def _shared(corpus: str, settings: Any, n_max: int, reading_texts: int, zoo: str | None, progress: Any) -> Any:
+def _shared(corpus: str, settings: Any, n_max: int, reading_texts: int, zoo: str | None, progress: Any,
+            zoo_prompts: int | None = None) -> Any:
     from distillscope.audit import auditor, radioactivity
     from distillscope.audit.corpus import WatermarkedCorpus, load_corpus, tokenize_corpus
     from distillscope.teacher import load_tokenizer
@@ -44,7 +45,8 @@ def _shared(corpus: str, settings: Any, n_max: int, reading_texts: int, zoo: str
     scheme = scheme_from_settings(settings)
     tok = load_tokenizer(settings.teacher, settings=settings)
     config = auditor.AuditConfig(suspect="texts:-", control="texts:-", corpus=corpus, max_prompts=n_max,
-                                 max_new_tokens=96, temperature=0.7, zoo=zoo, identity_probes=False)
+                                 max_new_tokens=96, temperature=0.7, zoo=zoo, zoo_prompts=zoo_prompts,
+                                 identity_probes=False)
     reading = WatermarkedCorpus(full.path, full.records[:reading_texts], full.sha256, full.key_ids)
     df = radioactivity.window_document_frequency([t.answer_ids for t in tokenize_corpus(full, tok)],
                                                  scheme.context_width)
@@ -172,6 +174,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("/work/cache/auditbench/verdicts"))
     ap.add_argument("--out", type=Path, default=Path("bench/results/audit-verdicts.json"))
     ap.add_argument("--render", action="store_true")
+    ap.add_argument("--zoo-prompts", type=int, default=None, help="rank on the zoo's first N prompts")
     ap.add_argument("--refresh-passive", action="store_true",
                     help="recompute only the passive test of cached models whose passive test was skipped")
     args = ap.parse_args()
@@ -206,7 +209,8 @@ def main() -> None:
             from distillscope.audit import auditor, open_suspect
 
             if sh is None:
-                sh = _shared(args.corpus, settings, max(grid), args.reading_texts, args.zoo, NULL_PROGRESS)
+                sh = _shared(args.corpus, settings, max(grid), args.reading_texts, args.zoo, NULL_PROGRESS,
+                             args.zoo_prompts)
             model = open_suspect(f"local:{e['path']}", settings=settings)
             passive = asdict(auditor._passive_tests({"suspect": model}, sh)["suspect"])
             passive.pop("curve", None)
@@ -214,9 +218,12 @@ def main() -> None:
             cached.write_text(json.dumps({**res, "passive": passive}, default=str))
             print(f"{e['name']}: zoo p={passive['p_value']:.3g}", flush=True)
             continue
+        if args.refresh_passive:
+            continue
         n_grid = grid if e["label"] == "innocent" else tuple(n for n in grid if n <= args.max_n_positive)
         if sh is None:
-            sh = _shared(args.corpus, settings, max(grid), args.reading_texts, args.zoo, NULL_PROGRESS)
+            sh = _shared(args.corpus, settings, max(grid), args.reading_texts, args.zoo, NULL_PROGRESS,
+                             args.zoo_prompts)
             all_prompts = list(sh.prompts)
         sh.prompts = all_prompts[:max(n_grid)]
         res = measure(e, sh, n_grid)
