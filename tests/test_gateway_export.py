@@ -99,9 +99,9 @@ def test_the_request_log_schema_is_declared_once():
 
     from distillscope.gateway.requestlog import EXPORT_SCHEMA, RequestRecord
     from distillscope.gateway.tables import request_log
-    from distillscope.traffic.schema import LOG_COLUMNS
+    from distillscope.traffic.schema import EXPORT_NAMES, LOG_COLUMNS
 
     assert EXPORT_SCHEMA.names == [c.name for c in request_log.columns]  # derived from the SQL table
     assert {f.name for f in dataclasses.fields(RequestRecord)} == set(EXPORT_SCHEMA.names)
     for name, kind in LOG_COLUMNS.items():  # what the traffic detector reads has the export's types
-        assert EXPORT_SCHEMA.field(name).type == kind, name
+        assert EXPORT_SCHEMA.field(EXPORT_NAMES.get(name, name)).type == kind, name

@@ -59,6 +59,8 @@ LOG_COLUMNS: dict[str, pa.DataType] = {
     "user": pa.string(),
 }
 REQUIRED_COLUMNS = ("request_id", "ts", "account_id")
+#: Canonical columns that the gateway's export names differently (the OpenAI ``user`` field is ``end_user``).
+EXPORT_NAMES = {"user": "end_user"}
 #: The canonical columns a batch scan reads (features, examples); ``load_log(..., columns=SCAN_COLUMNS)``
 #: leaves the others (completions, params, ...) unread, which saves ~40% of memory on large logs.
 SCAN_COLUMNS = ("request_id", "ts", "account_id", "client_ip", "user_agent", "prompt", "prompt_tokens",
@@ -235,8 +237,9 @@ def normalize_log(raw: pa.Table, *, mapping: Mapping[str, str] | None = None,
             raise InputDataError(f"column mapping names {src!r}, which is not a column of {source}",
                                  hint=f"its columns are: {', '.join(raw.column_names)}")
     names = [mapping.get(c, c) for c in raw.column_names]
-    if "user" not in names and "end_user" in names:   # the gateway's export names the OpenAI user field end_user
-        names = ["user" if n == "end_user" else n for n in names]
+    for canonical, exported in EXPORT_NAMES.items():   # the gateway's own export, read as it is
+        if canonical not in names and exported in names:
+            names = [canonical if n == exported else n for n in names]
     raw = raw.rename_columns(names)
     missing_req = [c for c in REQUIRED_COLUMNS if c not in raw.column_names]
     if missing_req:
@@ -303,5 +306,6 @@ def load_log(source: str | Path | pa.Table, *, mapping: Mapping[str, str] | None
     wanted = None
     if columns is not None:     # their names for the columns we want, so a mapped file reads only those
         back = {dst: src for src, dst in (mapping or {}).items()}
-        wanted = [back.get(c, c) for c in columns] + list(mapping or {}) + (["end_user"] if "user" in columns else [])
+        wanted = [back.get(c, c) for c in columns] + list(mapping or {}) + [EXPORT_NAMES[c] for c in columns
+                                                                            if c in EXPORT_NAMES]
     return normalize_log(read_raw_log(source, wanted), mapping=mapping, source=str(source), columns=columns)
