@@ -16,24 +16,34 @@ from typing import Any, Iterable, Iterator
 from distillscope.errors import InputDataError
 
 
+def logged_messages(prompt: str | None) -> list[dict] | None:
+    """The chat messages of a prompt logged as a JSON list of messages; None for a plain prompt."""
+    if not prompt or not (prompt.startswith("[") and prompt.endswith("]")):
+        return None
+    try:
+        messages = json.loads(prompt)
+    except ValueError:
+        return None
+    return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else None
+
+
+def message_text(message: dict) -> str:
+    """A message's content as text (content parts joined)."""
+    content = message.get("content")
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else ""
+
+
 def last_user_text(prompt: str | None) -> str:
     """The text a client asked: the last user message of a chat logged as JSON messages (content
     parts joined), or the prompt itself."""
     if not prompt:
         return ""
-    if prompt.startswith("[") and prompt.endswith("]"):
-        try:
-            messages = json.loads(prompt)
-        except ValueError:
-            return prompt
-        if isinstance(messages, list):
-            users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-            users = ["".join(p.get("text", "") for p in u if isinstance(p, dict)) if isinstance(u, list) else u
-                     for u in users]
-            users = [u for u in users if isinstance(u, str)]
-            if users:
-                return users[-1]
-    return prompt
+    messages = logged_messages(prompt)
+    users = [message_text(m) for m in messages or () if m.get("role") == "user"
+             and isinstance(m.get("content"), (str, list))]
+    return users[-1] if users else prompt
 
 
 def _open_text(path: str | Path) -> Iterator[str]:

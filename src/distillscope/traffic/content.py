@@ -18,12 +18,13 @@ The classifier reads the system prompt and the last user message of a chat (see
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from distillscope.records import logged_messages, message_text
 
 logger = logging.getLogger(__name__)
 
@@ -61,22 +62,12 @@ def classifier_text(prompt: str | None) -> str | None:
     """System prompt(s) and the last user message of a JSON chat, or the prompt itself."""
     if prompt is None:
         return None
-    if prompt.startswith("[") and prompt.endswith("]"):
-        try:
-            messages = json.loads(prompt)
-        except ValueError:
-            return prompt
-        if isinstance(messages, list):
-            def text(m: dict) -> str:
-                c = m.get("content")
-                if isinstance(c, list):
-                    return "".join(p.get("text", "") for p in c if isinstance(p, dict))
-                return c if isinstance(c, str) else ""
-            msgs = [m for m in messages if isinstance(m, dict)]
-            system = [text(m) for m in msgs if m.get("role") in ("system", "developer")]
-            users = [text(m) for m in msgs if m.get("role") == "user"]
-            if users or system:
-                return " \n".join([*system, *(users[-1:])])
+    messages = logged_messages(prompt)
+    if messages:
+        system = [message_text(m) for m in messages if m.get("role") in ("system", "developer")]
+        users = [message_text(m) for m in messages if m.get("role") == "user"]
+        if users or system:
+            return " \n".join([*system, *(users[-1:])])
     return prompt
 
 
