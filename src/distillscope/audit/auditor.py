@@ -249,7 +249,7 @@ def _zoo(sh: _Shared) -> tuple[Zoo | None, str]:
         if not found:
             return None, ("no zoo of independent models was found (looked in "
                           f"{', '.join(str(p) for p in default_zoo_paths(sh.settings))}); build one with "
-                          "`distillscope audit zoo build` or pass --zoo")
+                          "`distillscope zoo build` or pass --zoo")
         try:
             zoo = Zoo.load(found[0])
         except DistillscopeError as exc:

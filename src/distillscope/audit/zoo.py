@@ -14,7 +14,7 @@ models it can corroborate but never convict — which is why it never enters the
 instruction-tuned model, say) can be more teacher-like than every member without having seen our
 outputs: the report says so.
 
-A zoo is built once (``distillscope audit zoo build``), cached as JSON, and is only valid for the
+A zoo is built once (``distillscope zoo build``), cached as JSON, and is only valid for the
 teacher, reference models, prompts and sampling it was built with: :meth:`Zoo.check` refuses the
 rest with a clear message.
 """
@@ -108,7 +108,7 @@ class Zoo:
         values = self.affinities()
         n = len(values)
         if n == 0:
-            raise AuditError("the zoo has no members", hint="rebuild it: distillscope audit zoo build")
+            raise AuditError("the zoo has no members", hint="rebuild it: distillscope zoo build")
         above = sum(v >= affinity for v in values)
         below = sum(v <= affinity for v in values)
         sd = statistics.pstdev(values) if n > 1 else 0.0
@@ -122,7 +122,7 @@ class Zoo:
         the same); return notes for what does not invalidate it but a reader should know."""
         def fail(what: str) -> None:
             raise AuditError(f"the zoo was built {what}: its p-values do not apply to this audit",
-                             hint="rebuild it for this audit: distillscope audit zoo build --out ZOO.json")
+                             hint="rebuild it for this audit: distillscope zoo build --out ZOO.json")
 
         if self.teacher_fingerprint != teacher_fingerprint:
             fail(f"for another teacher ({self.teacher}, fingerprint {self.teacher_fingerprint[:12]} ≠ "
@@ -152,23 +152,23 @@ class Zoo:
         try:
             raw = json.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise AuditError(f"no zoo at {p}", hint="build one: distillscope audit zoo build --out "
+            raise AuditError(f"no zoo at {p}", hint="build one: distillscope zoo build --out "
                                                     f"{p}") from None
         except (OSError, json.JSONDecodeError) as exc:
-            raise AuditError(f"zoo {p} cannot be read ({exc})", hint="rebuild it: distillscope audit zoo build") \
+            raise AuditError(f"zoo {p} cannot be read ({exc})", hint="rebuild it: distillscope zoo build") \
                 from None
         if not isinstance(raw, dict) or raw.get("format") != ZOO_FORMAT:
-            raise AuditError(f"{p} is not a distillscope zoo", hint="pass the JSON written by distillscope audit zoo build")
+            raise AuditError(f"{p} is not a distillscope zoo", hint="pass the JSON written by distillscope zoo build")
         if raw.get("version") != ZOO_VERSION:
             raise AuditError(f"zoo {p} has format version {raw.get('version')}, this distillscope reads "
-                             f"{ZOO_VERSION}", hint="rebuild it with this version: distillscope audit zoo build")
+                             f"{ZOO_VERSION}", hint="rebuild it with this version: distillscope zoo build")
         try:
             members = tuple(ZooMember(**{**m, "per_prompt": tuple(m.get("per_prompt", ()))}) for m in raw["members"])
             return cls(**{**raw, "members": members, "prompts": tuple(raw["prompts"]),
                           "references": tuple(raw["references"]),
                           "reference_fingerprints": tuple(raw["reference_fingerprints"])})
         except (KeyError, TypeError) as exc:
-            raise AuditError(f"zoo {p} is malformed ({exc})", hint="rebuild it: distillscope audit zoo build") from None
+            raise AuditError(f"zoo {p} is malformed ({exc})", hint="rebuild it: distillscope zoo build") from None
 
 
 def mean_affinity(values: Sequence[float | None]) -> float:
