@@ -302,12 +302,10 @@ def _passive_tests(models: dict[str, Suspect], sh: _Shared) -> dict[str, TestRes
                                    "effect_sd": cmp.effect, "zoo_min": cmp.zoo_min, "zoo_median": cmp.zoo_median,
                                    "zoo_max": cmp.zoo_max, "zoo_kinds": sorted({m.kind for m in zoo.members})}
         other = "control" if role == "suspect" else "suspect"
-        if other in affinities:
-            st = attribution.sign_test(*zip(*[(a, b) for a, b in zip(per, affinities[other])
-                                              if a is not None and b is not None])) \
-                if any(a is not None and b is not None for a, b in zip(per, affinities[other])) else None
-            if st is not None:
-                details["more_teacher_like_than_" + other] = f"{st.positives} of {st.n} prompts"
+        pairs = [(a, b) for a, b in zip(per, affinities.get(other, ())) if a is not None and b is not None]
+        if pairs:   # a description beside the zoo rank, never a p-value
+            st = attribution.sign_test([a for a, _ in pairs], [b for _, b in pairs])
+            details["more_teacher_like_than_" + other] = f"{st.positives} of {st.n} prompts"
         method = (f"conformal rank of the mean teacher affinity (log p_teacher − max over references "
                   f"{', '.join(sh.config.references)} of log p_ref, per character) on the zoo's {len(zoo.prompts)} "
                   f"prompts among {cmp.n_members} independent models; H0: {H0_ZOO}; corroboration only")
